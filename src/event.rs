@@ -1,0 +1,57 @@
+//! The channel contract: what inputs hand the matcher (`Event`) and what the
+//! matcher hands each sender (`Alert`). Kept in one small file so that every
+//! input and every destination agrees on it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Where lines come from, as shown in alerts: `file:/var/log/x.log`,
+/// `container:api`, `stream:k8s`, `listen:syslog`, `stdin`. Cheap to clone.
+pub type Source = Arc<str>;
+
+/// What an input sends the matcher. Errors and status ride along with the data.
+#[derive(Debug)]
+pub enum Event {
+    /// One or more whole lines from one source. `text` is valid UTF-8, every line
+    /// in it ends with `\n`, and no line is longer than `max_line_bytes`
+    /// (the input cut and counted it). Batching keeps channel traffic low.
+    Lines { source: Source, text: String },
+    /// The source has ended for good (stdin closed, a one-shot read reached its end).
+    End { source: Source },
+}
+
+/// One alert, shared by every destination of a rule.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub identity: Arc<str>,
+    pub rule: Arc<str>,
+    /// The rendered `message` template, or the line itself when there is none.
+    pub message: String,
+    pub source: Source,
+    pub line: String,
+    /// Captures by name, and by number (`"1"`, `"2"`…) for unnamed groups.
+    pub captures: BTreeMap<String, String>,
+    pub time: SystemTime,
+    /// Matches of this rule swallowed by its cooldown since the previous alert.
+    pub suppressed: u64,
+    /// The rule's `labels` (extra labels for alertmanager and the webhook payload).
+    pub labels: Arc<BTreeMap<String, String>>,
+}
+
+/// A stop flag shared by every thread: set once on shutdown.
+#[derive(Clone, Default, Debug)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}

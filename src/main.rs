@@ -1,0 +1,226 @@
+//! tinywatcher: follow logs, match regex rules, send alerts.
+//!
+//! The data flow is inputs -> channel -> matcher -> senders: `main` parses
+//! the command line and the config (everything that can be wrong is found
+//! there), starts the senders, the inputs and the signal thread, runs the
+//! matcher on this thread, and shuts down in order.
+
+mod alert;
+mod config;
+mod event;
+mod flags;
+mod input;
+mod matcher;
+mod net;
+mod rule;
+mod stats;
+
+use crate::config::{Config, ConfigError, Overrides};
+use crate::event::Stop;
+use crate::flags::{Args, Command, Parsed};
+use crate::matcher::Matcher;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// A failure that ends the run with exit status 2.
+struct Fatal(String);
+
+impl From<ConfigError> for Fatal {
+    fn from(e: ConfigError) -> Fatal {
+        Fatal(e.0)
+    }
+}
+
+fn main() -> ExitCode {
+    let parsed = match flags::parse(std::env::args_os().skip(1)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tinywatcher: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let args = match parsed {
+        Parsed::Help => return print_stdout(flags::USAGE),
+        Parsed::Version => return print_stdout(&format!("tinywatcher {}\n", env!("CARGO_PKG_VERSION"))),
+        Parsed::Run(a) => a,
+    };
+    init_logging(&args);
+    match run(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(Fatal(e)) => {
+            eprintln!("tinywatcher: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_stdout(s: &str) -> ExitCode {
+    // A closed stdout (`| head`) is not an error.
+    let _ = std::io::stdout().write_all(s.as_bytes());
+    ExitCode::SUCCESS
+}
+
+fn init_logging(a: &Args) {
+    let level = match (a.quiet, a.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(format!("tinywatcher={level}")))
+        .format_target(false)
+        .init();
+}
+
+/// Load the config named by `--config`, found on the search path, or (with
+/// ad-hoc sources and rules) none at all; then merge the command line into it.
+fn load_config(a: &Args) -> Result<Config, Fatal> {
+    let adhoc = !a.rules.is_empty() && (!a.files.is_empty() || !a.containers.is_empty() || !a.streams.is_empty());
+    let path: Option<PathBuf> = match &a.config {
+        Some(p) => Some(p.clone()),
+        None if adhoc => None,
+        None => match config::search_path().into_iter().find(|p| p.is_file()) {
+            Some(p) => Some(p),
+            None => {
+                let looked: Vec<String> = config::search_path().iter().map(|p| p.display().to_string()).collect();
+                return Err(Fatal(format!(
+                    "no config file found (looked for {}); give --config FILE, or sources and rules: tinywatcher watch --file app.log --rule 'ERROR|FATAL'",
+                    looked.join(", ")
+                )));
+            }
+        },
+    };
+    let (raw, src, name) = match &path {
+        Some(p) => {
+            let (raw, src) = config::load_file(p)?;
+            (raw, src, p.display().to_string())
+        }
+        None => (Default::default(), String::new(), "command line".to_string()),
+    };
+    let ov = Overrides { files: a.files.clone(), containers: a.containers.clone(), streams: a.streams.clone(), rules: a.rules.clone() };
+    let cfg = config::validate(raw, &src, &name, path, &ov)?;
+    Ok(cfg)
+}
+
+fn run(a: &Args) -> Result<u8, Fatal> {
+    if a.command == Command::Check {
+        return Err(Fatal("`check` is not supported yet in this version of tinywatcher".into()));
+    }
+    for (on, flag) in [(a.until_match, "--until-match"), (a.once, "--once"), (a.state.is_some(), "--state")] {
+        if on {
+            return Err(Fatal(format!("{flag} is not supported yet in this version of tinywatcher")));
+        }
+    }
+    let cfg = load_config(a)?;
+    match a.command {
+        Command::Test => test_config(&cfg, a),
+        _ => watch(&cfg, a),
+    }
+}
+
+/// `tinywatcher test`: the config is valid; say what it holds.
+fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
+    let mut out = String::new();
+    let src = cfg.path.as_ref().map_or("command line".into(), |p| p.display().to_string());
+    out.push_str(&format!("config {src}: OK\nidentity: {}\n", cfg.identity));
+    out.push_str(&format!("inputs: {} file(s){}\n", cfg.files.len(), if cfg.stdin { " + stdin" } else { "" }));
+    for f in &cfg.files {
+        out.push_str(&format!("  file {} (read_from: {:?})\n", f.path, f.read_from));
+    }
+    out.push_str(&format!("rules: {}\n", cfg.rules.len()));
+    for r in &cfg.rules {
+        let what = match (&r.pattern, &r.text) {
+            (Some(p), _) => format!("pattern {:?}", p.0),
+            (_, Some(t)) => format!("text {:?}", t.0),
+            _ => String::new(),
+        };
+        let alerts: Vec<&str> = r.alert.0.iter().map(|s| s.0.as_str()).collect();
+        out.push_str(&format!("  {}: {} -> {}\n", r.name.0, what, alerts.join(", ")));
+    }
+    out.push_str(&format!("alerts: {}\n", cfg.alerts.len()));
+    for (n, d) in &cfg.alerts {
+        out.push_str(&format!("  {n}: {}\n", d.type_name()));
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    if a.send {
+        let mut failed = 0;
+        for (n, d) in &cfg.alerts {
+            match alert::send_test(n, d, cfg, a.json) {
+                Ok(()) => println!("send {n}: ok"),
+                Err(e) => {
+                    failed += 1;
+                    println!("send {n}: FAILED: {e}");
+                }
+            }
+        }
+        if failed > 0 {
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}
+
+/// `tinywatcher watch`: inputs -> channel -> matcher -> senders, until a signal.
+fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
+    if cfg.rules.is_empty() {
+        return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
+    }
+    if cfg.files.is_empty() && !cfg.stdin {
+        return Err(Fatal("no inputs: add `inputs:` to the config or give --file PATH".into()));
+    }
+    let stop = Stop::new();
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    spawn_signal_thread(stop.clone(), stop_tx)?;
+
+    let senders = alert::Senders::start(&cfg.alerts, a.json).map_err(Fatal)?;
+    let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
+    let (tx, rx) = crossbeam_channel::bounded(256);
+    let handles = input::start(cfg, tx, stop.clone());
+    let inputs = handles.len();
+    log::info!(
+        "watching {} file input(s){} with {} rule(s), {} destination(s)",
+        cfg.files.len(),
+        if cfg.stdin { " and stdin" } else { "" },
+        cfg.rules.len(),
+        cfg.alerts.len()
+    );
+
+    let mut m = Matcher::new(rules, &cfg.identity, &senders);
+    let outcome = m.run(&rx, &stop_rx, inputs, cfg.stats_interval, None);
+    stop.stop();
+    drop(m);
+    log::debug!("matcher finished: {outcome:?}; flushing senders");
+    let left = senders.finish(Instant::now() + cfg.shutdown_timeout);
+    if left > 0 {
+        log::warn!("{left} alert(s) not delivered before the shutdown deadline");
+    }
+    log::info!("stats: {}", stats::STATS.summary());
+    Ok(0)
+}
+
+/// SIGINT/SIGTERM: the first stops the run in order, a second exits at once.
+fn spawn_signal_thread(stop: Stop, tx: crossbeam_channel::Sender<()>) -> Result<(), Fatal> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Fatal(format!("cannot install signal handlers: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut n = 0;
+            for sig in signals.forever() {
+                n += 1;
+                if n == 1 {
+                    log::info!("signal {sig}: shutting down (send it again to exit at once)");
+                    stop.stop();
+                    let _ = tx.try_send(());
+                } else {
+                    eprintln!("tinywatcher: second signal, exiting now");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .map_err(|e| Fatal(format!("cannot start the signal thread: {e}")))?;
+    Ok(())
+}

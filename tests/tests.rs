@@ -1,0 +1,10 @@
+//! One integration-test binary: each module runs the real `tinywatcher` binary
+//! against real files and loopback servers.
+
+mod fake;
+mod util;
+
+mod cli;
+mod file_follow;
+mod shutdown;
+mod webhook;
