@@ -506,30 +506,40 @@ fn yaml_error(e: serde_yaml::Error, src: &str, name: &str) -> ConfigError {
     if let Some(p) = msg.rfind(" at line ") {
         msg.truncate(p);
     }
-    let (line, col) = match e.location() {
-        Some(l) => (l.line(), l.column()),
-        None => guess_location(&msg, src),
-    };
+    let start = e.location().map_or(0, |l| l.index());
+    let (line, col) = line_col(src, refine_location(&msg, src, start));
     ConfigError(format!("{name}:{line}:{col}: {msg}"))
 }
 
-/// For errors serde_yaml reports without a position (inside tagged alert
-/// tables), find the key it names in the source.
-fn guess_location(msg: &str, src: &str) -> (usize, usize) {
-    let key = msg.split('`').nth(1).unwrap_or("");
-    let mut best = (1, 1);
-    if !key.is_empty() {
-        // The alert table the error is in, if the message starts with `alerts.NAME`.
-        let start = msg
-            .strip_prefix("alerts.")
-            .and_then(|r| r.split(|c| c == ':' || c == '.').next())
-            .and_then(|alert| find_key(src, 0, alert))
-            .unwrap_or(0);
-        if let Some(pos) = find_key(src, start, key).or_else(|| src[start..].find(key).map(|p| p + start)) {
-            best = line_col(src, pos);
+/// serde_yaml places some errors at the start of the enclosing mapping (a
+/// rule, an alert table); move them to the key or value the message names.
+fn refine_location(msg: &str, src: &str, start: usize) -> usize {
+    let start = start.min(src.len());
+    // A bad regex: regex's message quotes the pattern on its second line.
+    if let Some(p) = msg.find("regex parse error:") {
+        if let Some(pat) = msg[p..].lines().nth(1).map(str::trim).filter(|t| !t.is_empty()) {
+            if let Some(off) = src[start..].find(pat) {
+                return start + off;
+            }
         }
     }
-    best
+    let token = msg.split('`').nth(1).unwrap_or("");
+    if token.is_empty() {
+        return start;
+    }
+    if msg.contains("unknown field") || msg.contains("missing field") {
+        if let Some(off) = find_key(src, start, token) {
+            return off;
+        }
+    }
+    if msg.contains("environment variable") {
+        for t in [format!("${{{token}"), format!("${token}")] {
+            if let Some(off) = src[start..].find(&t) {
+                return start + off;
+            }
+        }
+    }
+    src[start..].find(token).map_or(start, |off| start + off)
 }
 
 /// The byte offset of `key:` (as a YAML key) at or after `from`.
@@ -879,6 +889,29 @@ mod tests {
     fn broken_yaml() {
         let e = parse("rules:\n  - name: [unclosed\n").unwrap_err().0;
         assert!(e.starts_with("c.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn unset_env_var_has_position() {
+        let e = parse("alerts:\n  hook:\n    type: webhook\n    url: \"http://x/${TW_TEST_SURELY_UNSET}\"\n").unwrap_err().0;
+        assert!(e.starts_with("c.yaml:4:"), "{e}");
+        assert!(e.contains("TW_TEST_SURELY_UNSET"), "{e}");
+    }
+
+    #[test]
+    fn missing_alert_key_and_bad_type() {
+        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n").unwrap_err().0;
+        assert!(e.contains("missing field `alert`") && e.starts_with("c.yaml:4:"), "{e}");
+        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n    alert: c\n    cooldown: soon\n").unwrap_err().0;
+        assert!(e.starts_with("c.yaml:7:"), "{e}");
+        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n    alert: c\n    threshold: lots\n").unwrap_err().0;
+        assert!(e.starts_with("c.yaml:7:") && e.contains("threshold"), "{e}");
+    }
+
+    #[test]
+    fn directory_as_file_input() {
+        let e = parse("inputs:\n  files:\n    - /tmp\n").unwrap_err().0;
+        assert!(e.contains("is a directory") && e.starts_with("c.yaml:3:"), "{e}");
     }
 
     #[test]
