@@ -127,7 +127,7 @@ fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     out.push_str(&format!("config {src}: OK\nidentity: {}\n", cfg.identity));
     out.push_str(&format!("inputs: {} file(s){}\n", cfg.files.len(), if cfg.stdin { " + stdin" } else { "" }));
     for f in &cfg.files {
-        out.push_str(&format!("  file {} (read_from: {:?})\n", f.path, f.read_from));
+        out.push_str(&format!("  file {} (read_from: {})\n", f.path, if f.read_from == config::ReadFrom::Beginning { "beginning" } else { "end" }));
     }
     out.push_str(&format!("rules: {}\n", cfg.rules.len()));
     for r in &cfg.rules {

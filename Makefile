@@ -1,0 +1,59 @@
+# tinywatcher — the two commands that do everything on a fresh machine:
+#   make run    build, then follow a demo log that a generator appends to, alerts on stdout
+#   make test   every test (unit + integration against real files and loopback servers)
+# and `make bench` for the figures (../shared/bench scripts, side by side with grep).
+
+CARGO   ?= cargo
+BIN     := target/release/tinywatcher
+BENCH   ?= ../shared/bench
+BENCHDIR := target/bench
+LINES   ?= 1000000
+
+.PHONY: all build release run test bench clean
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Demo: a generator appends a line every 0.3 s to run/app.log (some of them
+# errors); tinywatcher follows it with examples/quickstart.yaml. Ctrl-C stops both.
+run: release
+	@mkdir -p run && : > run/app.log
+	@echo "following run/app.log with examples/quickstart.yaml (Ctrl-C to stop)" >&2
+	@( i=0; while :; do i=$$((i+1)); \
+	    case $$((i % 7)) in \
+	      3) echo "$$(date -u +%FT%TZ) ERROR payment failed: upstream timeout (req $$i)";; \
+	      5) echo "$$(date -u +%FT%TZ) WARN  disk at 91% on /var (req $$i)";; \
+	      6) echo "$$(date -u +%FT%TZ) INFO  GET /health status=503 dur=12ms (req $$i)";; \
+	      *) echo "$$(date -u +%FT%TZ) INFO  GET /api/items status=200 dur=3ms (req $$i)";; \
+	    esac >> run/app.log; sleep 0.3; done ) & gen=$$!; \
+	  trap 'kill $$gen 2>/dev/null' EXIT INT TERM; \
+	  $(BIN) watch --config examples/quickstart.yaml; \
+	  kill $$gen 2>/dev/null || true
+
+test:
+	$(CARGO) test --all-targets
+
+# Figures: follow throughput (10 and 100 rules) against grep's ceiling in the
+# same run, append-to-alert latency, and the idle footprint of 100 files.
+bench: release
+	@mkdir -p $(BENCHDIR)
+	@[ -s $(BENCHDIR)/lines.txt ] || python3 $(BENCH)/gen_lines.py $(BENCHDIR)/lines.txt $(LINES)
+	@exp=$$(grep -c ERRMARK $(BENCHDIR)/lines.txt); \
+	 echo "== binary: $$(stat -c %s $(BIN)) bytes"; \
+	 for i in 1 2 3; do \
+	   g=$$($(BENCH)/grep_ceiling.sh $(BENCHDIR)/lines.txt); echo "grep  $$g"; \
+	   t=$$($(BENCH)/follow_throughput.sh $(BIN) $(BENCHDIR)/lines.txt $$exp); echo "tw10  $$t"; \
+	   h=$$(RULES=100 $(BENCH)/follow_throughput.sh $(BIN) $(BENCHDIR)/lines.txt $$exp); echo "tw100 $$h"; \
+	   python3 -c "import re,sys; f=lambda s: float(re.search(r'lines_per_s=([\d,]+)', s).group(1).replace(',','')); g,t,h=f('''$$g'''),f('''$$t'''),f('''$$h'''); print(f'ratios: tw10/grep={t/g:.2f} (goal >=0.6)  tw10/reference={t/1.5e6:.1f}x (goal >=4)  tw100/tw10={h/t:.2f} (goal >=0.7)')"; \
+	 done
+	@python3 $(BENCH)/latency.py $(BIN) 200
+	@$(BENCH)/idle_footprint.sh $(BIN) 100 10
+
+clean:
+	$(CARGO) clean
+	rm -rf run
