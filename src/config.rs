@@ -289,9 +289,83 @@ pub struct InputsCfg {
     #[serde(default)]
     pub containers: Vec<Str>,
     #[serde(default)]
-    pub streams: Vec<serde_yaml::Value>,
+    pub streams: Vec<StreamCfg>,
     #[serde(default)]
-    pub listen: Vec<serde_yaml::Value>,
+    pub listen: Vec<ListenCfg>,
+}
+
+/// The protocol of a network stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamType {
+    Websocket,
+    Http,
+    Sse,
+    Tcp,
+}
+
+/// `tls:` of a stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCfg {
+    /// A PEM file with an extra CA certificate to trust.
+    pub ca_file: Option<Str>,
+    /// Turn certificate verification off (warned about at start).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `auth:` of an http/sse/websocket stream.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuthCfg {
+    /// `user:password`, sent as HTTP basic auth.
+    Basic(Str),
+    /// A token, sent as `Authorization: Bearer TOKEN`.
+    Bearer(Str),
+}
+
+/// A network stream input, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamCfg {
+    pub name: Option<Str>,
+    #[serde(rename = "type")]
+    pub kind: StreamType,
+    pub url: Str,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Str>,
+    pub reconnect_delay: Option<Dur>,
+    pub max_reconnect_delay: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub connect_timeout: Option<Dur>,
+    #[serde(default)]
+    pub tls: TlsCfg,
+    pub auth: Option<AuthCfg>,
+    pub ping_interval: Option<Dur>,
+    pub max_message_bytes: Option<usize>,
+    #[serde(default)]
+    pub subprotocols: Vec<Str>,
+}
+
+/// The transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenType {
+    Udp,
+    Tcp,
+}
+
+/// A listener input (devices push lines to us), as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenCfg {
+    pub name: Str,
+    #[serde(rename = "type")]
+    pub kind: ListenType,
+    pub address: Str,
+    pub max_connections: Option<usize>,
+    pub idle_timeout: Option<Dur>,
 }
 
 /// Where a file input starts when there is no saved position.
@@ -588,6 +662,11 @@ pub struct Overrides {
     pub containers: Vec<String>,
     pub streams: Vec<String>,
     pub rules: Vec<String>,
+    /// Where files without `read_from` start: `end` when watching, `beginning`
+    /// for `--until-match` and `--once` (a line already there counts).
+    pub default_read_from: ReadFrom,
+    /// Ad-hoc rules get no destination (`--until-match` prints the line itself).
+    pub adhoc_without_alerts: bool,
 }
 
 /// Validate a parsed config (plus command-line sources and rules) into a `Config`.
@@ -663,7 +742,7 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
     // Rules: from the file, or ad-hoc from --rule.
     let mut rules = raw.rules;
     if !ov.rules.is_empty() {
-        if !alerts.contains_key("stdout") {
+        if !ov.adhoc_without_alerts && !alerts.contains_key("stdout") {
             alerts.insert("stdout".into(), AlertCfg::Stdout(StdoutCfg::default()));
         }
         for (i, r) in ov.rules.iter().enumerate() {
@@ -675,7 +754,7 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
                 text: None,
                 ignore_case: false,
                 exclude: None,
-                alert: OneOrMany(vec![Str("stdout".into())]),
+                alert: OneOrMany(if ov.adhoc_without_alerts { vec![] } else { vec![Str("stdout".into())] }),
                 cooldown: Some(Dur(Duration::ZERO)),
                 threshold: None,
                 sources: None,
@@ -700,7 +779,7 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             (None, None) => return Err(err("rules", &entry, "name", format!("rules.{rn}: has neither `pattern` nor `text`; give exactly one"))),
             _ => {}
         }
-        if r.alert.0.is_empty() {
+        if r.alert.0.is_empty() && !ov.adhoc_without_alerts {
             return Err(err("rules", &entry, "alert", format!("rules.{rn}.alert: names no alert")));
         }
         for a in &r.alert.0 {
@@ -741,7 +820,7 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
         } else if Path::new(&p).is_dir() {
             return Err(err("files", &p, "", format!("inputs.files: {p} is a directory; give a file or a glob such as {p}/*.log")));
         }
-        let spec = FileSpec { path: p, read_from: rf.unwrap_or_default() };
+        let spec = FileSpec { path: p, read_from: rf.unwrap_or(ov.default_read_from) };
         if !files.contains(&spec) {
             files.push(spec);
         }

@@ -6,6 +6,8 @@
 //! matcher on this thread, and shuts down in order.
 
 mod alert;
+mod backoff;
+mod check;
 mod config;
 mod event;
 mod flags;
@@ -18,7 +20,7 @@ mod stats;
 use crate::config::{Config, ConfigError, Overrides};
 use crate::event::Stop;
 use crate::flags::{Args, Command, Parsed};
-use crate::matcher::Matcher;
+use crate::matcher::{Matcher, Outcome};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,16 +101,24 @@ fn load_config(a: &Args) -> Result<Config, Fatal> {
         }
         None => (Default::default(), String::new(), "command line".to_string()),
     };
-    let ov = Overrides { files: a.files.clone(), containers: a.containers.clone(), streams: a.streams.clone(), rules: a.rules.clone() };
-    let cfg = config::validate(raw, &src, &name, path, &ov)?;
+    let ov = Overrides {
+        files: a.files.clone(),
+        containers: a.containers.clone(),
+        streams: a.streams.clone(),
+        rules: a.rules.clone(),
+        default_read_from: if a.until_match || a.once { config::ReadFrom::Beginning } else { config::ReadFrom::End },
+        adhoc_without_alerts: a.until_match || a.command == Command::Check,
+    };
+    let mut cfg = config::validate(raw, &src, &name, path, &ov)?;
+    if a.command == Command::Check && !a.files.is_empty() {
+        // `check --file X` narrows the check to X.
+        cfg.files.retain(|f| a.files.contains(&f.path));
+    }
     Ok(cfg)
 }
 
 fn run(a: &Args) -> Result<u8, Fatal> {
-    if a.command == Command::Check {
-        return Err(Fatal("`check` is not supported yet in this version of tinywatcher".into()));
-    }
-    for (on, flag) in [(a.until_match, "--until-match"), (a.once, "--once"), (a.state.is_some(), "--state")] {
+    for (on, flag) in [(a.once, "--once"), (a.state.is_some(), "--state")] {
         if on {
             return Err(Fatal(format!("{flag} is not supported yet in this version of tinywatcher")));
         }
@@ -116,7 +126,14 @@ fn run(a: &Args) -> Result<u8, Fatal> {
     let cfg = load_config(a)?;
     match a.command {
         Command::Test => test_config(&cfg, a),
-        _ => watch(&cfg, a),
+        Command::Check => {
+            if cfg.rules.is_empty() {
+                return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
+            }
+            let rules = rule::RuleSet::compile(&cfg.rules, &|_| Some(0)).map_err(Fatal)?;
+            check::run(&cfg, &rules, a.lines, check::use_color(a.color)).map_err(Fatal)
+        }
+        Command::Watch => watch(&cfg, a),
     }
 }
 
@@ -170,6 +187,7 @@ fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     if cfg.files.is_empty() && !cfg.stdin {
         return Err(Fatal("no inputs: add `inputs:` to the config or give --file PATH".into()));
     }
+    let started = Instant::now();
     let stop = Stop::new();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     spawn_signal_thread(stop.clone(), stop_tx)?;
@@ -188,8 +206,11 @@ fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     );
 
     let mut m = Matcher::new(rules, &cfg.identity, &senders);
-    let outcome = m.run(&rx, &stop_rx, inputs, cfg.stats_interval, None);
+    m.until_match = a.until_match;
+    let deadline = a.timeout.map(|t| started + t);
+    let outcome = m.run(&rx, &stop_rx, inputs, cfg.stats_interval, deadline);
     stop.stop();
+    let first = m.first.take();
     drop(m);
     log::debug!("matcher finished: {outcome:?}; flushing senders");
     let left = senders.finish(Instant::now() + cfg.shutdown_timeout);
@@ -197,7 +218,25 @@ fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
         log::warn!("{left} alert(s) not delivered before the shutdown deadline");
     }
     log::info!("stats: {}", stats::STATS.summary());
-    Ok(0)
+    if !a.until_match {
+        return Ok(0);
+    }
+    match (outcome, first) {
+        (Outcome::Matched, Some(alert)) => {
+            let text = if a.json { alert::match_json(&alert) } else { alert.line.clone() };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+            Ok(0)
+        }
+        (Outcome::TimedOut, _) => {
+            log::info!("no match within {:?}", a.timeout.unwrap_or_default());
+            Ok(1)
+        }
+        _ => {
+            log::info!("no match before the end of input");
+            Ok(1)
+        }
+    }
 }
 
 /// SIGINT/SIGTERM: the first stops the run in order, a second exits at once.

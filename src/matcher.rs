@@ -52,9 +52,12 @@ impl<'a> Matcher<'a> {
 
     /// Match a batch of whole lines from one source.
     pub fn handle_lines(&mut self, source: &Source, text: &str) {
-        let Matcher { rules, state, identity, senders, first, .. } = self;
+        let Matcher { rules, state, identity, senders, first, until_match } = self;
         rules.scan(text, |line, hits| {
             for idx in hits {
+                if *until_match && first.is_some() {
+                    return;
+                }
                 let rule = &rules.rules[idx];
                 if let Some(f) = &rule.sources {
                     if !f.allows(source) {

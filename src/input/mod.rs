@@ -1,15 +1,16 @@
 //! Inputs: each follows one kind of source on its own OS thread and sends
-//! batches of whole lines (`Event::Lines`) to the matcher.
-//!
-//! INTERFACE (stub, to be filled in): `start`.
+//! batches of whole lines (`Event::Lines`) to the matcher. `lines` is the one
+//! line splitter they all use; `send` is how they all hand a batch over.
 
 pub mod file;
+pub mod lines;
 pub mod stdin;
 
 use crate::config::Config;
 use crate::event::{Event, Stop};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendTimeoutError, Sender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Start every input of `cfg`.
 pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop) -> Vec<JoinHandle<()>> {
@@ -21,4 +22,26 @@ pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop) -> Vec<JoinHandle<()>>
         v.push(stdin::spawn(cfg.max_line_bytes, tx, stop));
     }
     v
+}
+
+/// The input should end: the stop flag is set or the matcher is gone.
+#[derive(Debug)]
+pub struct Closed;
+
+/// Hand an event to the matcher, waiting while the channel is full but
+/// noticing the stop flag within 250 ms. `Err` means: end this input now.
+pub fn send(tx: &Sender<Event>, stop: &Stop, ev: Event) -> Result<(), Closed> {
+    let mut ev = ev;
+    loop {
+        match tx.send_timeout(ev, Duration::from_millis(250)) {
+            Ok(()) => return Ok(()),
+            Err(SendTimeoutError::Timeout(e)) => {
+                if stop.is_stopped() {
+                    return Err(Closed);
+                }
+                ev = e;
+            }
+            Err(SendTimeoutError::Disconnected(_)) => return Err(Closed),
+        }
+    }
 }
