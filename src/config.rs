@@ -533,6 +533,8 @@ pub struct Config {
     pub files: Vec<FileSpec>,
     /// `--file -`: read lines from standard input.
     pub stdin: bool,
+    pub streams: Vec<StreamSpec>,
+    pub listen: Vec<ListenSpec>,
     pub alerts: BTreeMap<String, AlertCfg>,
     pub rules: Vec<RuleCfg>,
 }
@@ -686,12 +688,6 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
     if !raw.inputs.containers.is_empty() || !ov.containers.is_empty() {
         return Err(not_yet("containers", "", "", "inputs.containers (container logs)"));
     }
-    if !raw.inputs.streams.is_empty() || !ov.streams.is_empty() {
-        return Err(not_yet("streams", "", "", "inputs.streams (network streams)"));
-    }
-    if !raw.inputs.listen.is_empty() {
-        return Err(not_yet("listen", "", "", "inputs.listen (udp/tcp listeners)"));
-    }
     if raw.resources.is_some() {
         return Err(not_yet("resources", "", "", "resources (CPU/memory/disk checks)"));
     }
@@ -828,7 +824,163 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
 
     let shutdown_timeout = raw.shutdown_timeout.map_or(Duration::from_secs(5), |d| d.0);
     let stats_interval = raw.stats_interval.map_or(Duration::from_secs(3600), |d| d.0);
-    Ok(Config { path, identity, max_line_bytes, shutdown_timeout, stats_interval, files, stdin, alerts, rules })
+    let mut streams = Vec::new();
+    let adhoc_streams = ov.streams.iter().map(|u| adhoc_stream(u)).collect::<Result<Vec<_>, _>>().map_err(ConfigError)?;
+    for s in raw.inputs.streams.iter().chain(adhoc_streams.iter()) {
+        let spec = stream_spec(s).map_err(|(key, msg)| err("streams", &s.url.0, key, format!("inputs.streams: {msg}")))?;
+        if streams.iter().any(|o: &StreamSpec| o.name == spec.name) {
+            return Err(err("streams", &s.url.0, "name", format!("inputs.streams: two streams are named `{}`; give each a unique `name`", spec.name)));
+        }
+        streams.push(spec);
+    }
+    let mut listen = Vec::new();
+    for l in &raw.inputs.listen {
+        let entry = format!("{}", l.name.0);
+        let address: std::net::SocketAddr = l
+            .address
+            .parse()
+            .map_err(|_| err("listen", &entry, "address", format!("inputs.listen.{}.address: {:?} is not an IP:port address (e.g. \"0.0.0.0:514\")", l.name.0, l.address.0)))?;
+        if listen.iter().any(|o: &ListenSpec| o.name == l.name.0) {
+            return Err(err("listen", &entry, "name", format!("inputs.listen: two listeners are named `{}`", l.name.0)));
+        }
+        if l.max_connections == Some(0) {
+            return Err(err("listen", &entry, "max_connections", "inputs.listen: max_connections must be at least 1".into()));
+        }
+        listen.push(ListenSpec {
+            name: l.name.0.clone(),
+            kind: l.kind,
+            address,
+            max_connections: l.max_connections.unwrap_or(64),
+            idle_timeout: l.idle_timeout.map_or(Duration::from_secs(600), |d| d.0),
+        });
+    }
+    Ok(Config { path, identity, max_line_bytes, shutdown_timeout, stats_interval, files, stdin, streams, listen, alerts, rules })
+}
+
+/// A network stream input, validated, with its defaults filled in.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// Unique; the source is `stream:NAME`. Default: the URL's host[:port].
+    pub name: String,
+    pub kind: StreamType,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// First reconnect delay (default 5 s), doubling up to `max_reconnect_delay` (60 s).
+    pub reconnect_delay: Duration,
+    pub max_reconnect_delay: Duration,
+    /// No data (not even a ping) for this long: reconnect (default 120 s; 0 = never).
+    pub idle_timeout: Duration,
+    /// TCP connect and TLS/HTTP/WebSocket handshake timeout (default 10 s).
+    pub connect_timeout: Duration,
+    pub tls: TlsCfg,
+    pub auth: Option<AuthCfg>,
+    /// WebSocket: our own ping every this long (default 30 s; 0 = never).
+    pub ping_interval: Duration,
+    /// WebSocket: largest message accepted (default 16 MiB).
+    pub max_message_bytes: usize,
+    /// WebSocket: `Sec-WebSocket-Protocol` values offered.
+    pub subprotocols: Vec<String>,
+}
+
+/// A listener input, validated.
+#[derive(Debug, Clone)]
+pub struct ListenSpec {
+    /// The source is `listen:NAME`.
+    pub name: String,
+    pub kind: ListenType,
+    pub address: std::net::SocketAddr,
+    /// tcp: connections served at once (default 64); more are refused and counted.
+    pub max_connections: usize,
+    /// tcp: a connection silent this long is closed (default 600 s).
+    pub idle_timeout: Duration,
+}
+
+/// `--stream URL`: the type comes from the scheme.
+fn adhoc_stream(url: &str) -> Result<StreamCfg, String> {
+    let scheme = url.split_once("://").map(|x| x.0.to_ascii_lowercase());
+    let kind = match scheme.as_deref() {
+        Some("ws" | "wss") => StreamType::Websocket,
+        Some("http" | "https") => StreamType::Http,
+        Some("tcp" | "tls") => StreamType::Tcp,
+        _ => return Err(format!("--stream {:?}: expected a ws://, wss://, http://, https://, tcp:// or tls:// URL", crate::net::redact_url(url))),
+    };
+    Ok(StreamCfg {
+        name: None,
+        kind,
+        url: Str(url.to_string()),
+        headers: BTreeMap::new(),
+        reconnect_delay: None,
+        max_reconnect_delay: None,
+        idle_timeout: None,
+        connect_timeout: None,
+        tls: TlsCfg::default(),
+        auth: None,
+        ping_interval: None,
+        max_message_bytes: None,
+        subprotocols: vec![],
+    })
+}
+
+/// Validate one stream: the URL fits the type; defaults filled in.
+/// Errors are (the key at fault, the message).
+fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
+    let url = s.url.0.trim().to_string();
+    let shown = crate::net::redact_url(&url);
+    let scheme = url.split_once("://").map(|x| x.0.to_ascii_lowercase());
+    let ok = match (s.kind, scheme.as_deref()) {
+        (StreamType::Websocket, Some("ws" | "wss")) => true,
+        (StreamType::Http | StreamType::Sse, Some("http" | "https")) => true,
+        (StreamType::Tcp, Some("tcp" | "tls")) => true,
+        (StreamType::Tcp, None) => url.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+        _ => false,
+    };
+    if !ok {
+        let want = match s.kind {
+            StreamType::Websocket => "a ws:// or wss:// URL",
+            StreamType::Http | StreamType::Sse => "an http:// or https:// URL",
+            StreamType::Tcp => "host:port, tcp://host:port or tls://host:port",
+        };
+        return Err(("url", format!("url {shown:?}: expected {want} for type {:?}", s.kind).to_lowercase()));
+    }
+    let rest = url.split_once("://").map_or(url.as_str(), |x| x.1);
+    let hostport = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |x| x.1);
+    if hostport.is_empty() {
+        return Err(("url", format!("url {shown:?} has no host")));
+    }
+    let name = match &s.name {
+        Some(n) if n.trim().is_empty() => return Err(("name", "a stream's `name` must not be empty".into())),
+        Some(n) => n.0.clone(),
+        None => hostport.to_string(),
+    };
+    if s.kind == StreamType::Tcp && (!s.headers.is_empty() || s.auth.is_some()) {
+        return Err(("headers", format!("stream {name}: `headers` and `auth` need an http, sse or websocket stream")));
+    }
+    if s.kind != StreamType::Websocket && (s.ping_interval.is_some() || s.max_message_bytes.is_some() || !s.subprotocols.is_empty()) {
+        return Err(("ping_interval", format!("stream {name}: ping_interval, max_message_bytes and subprotocols are for websocket streams")));
+    }
+    if let Some(ca) = &s.tls.ca_file {
+        if !Path::new(&ca.0).is_file() {
+            return Err(("ca_file", format!("stream {name}: tls.ca_file {:?} is not a readable file", ca.0)));
+        }
+    }
+    let reconnect_delay = s.reconnect_delay.map_or(Duration::from_secs(5), |d| d.0);
+    let max_reconnect_delay = s.max_reconnect_delay.map_or(Duration::from_secs(60), |d| d.0).max(reconnect_delay);
+    Ok(StreamSpec {
+        name,
+        kind: s.kind,
+        url,
+        headers: s.headers.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+        reconnect_delay,
+        max_reconnect_delay,
+        idle_timeout: s.idle_timeout.map_or(Duration::from_secs(120), |d| d.0),
+        connect_timeout: s.connect_timeout.map_or(Duration::from_secs(10), |d| d.0),
+        tls: s.tls.clone(),
+        auth: s.auth.clone(),
+        ping_interval: s.ping_interval.map_or(Duration::from_secs(30), |d| d.0),
+        max_message_bytes: s.max_message_bytes.unwrap_or(16 << 20),
+        subprotocols: s.subprotocols.iter().map(|x| x.0.clone()).collect(),
+    })
 }
 
 /// Does this path contain glob characters?
@@ -995,8 +1147,12 @@ mod tests {
 
     #[test]
     fn later_features_refused_clearly() {
-        let e = parse("inputs:\n  streams:\n    - { name: k, type: tcp, url: \"127.0.0.1:1\" }\n").unwrap_err().0;
-        assert!(e.contains("not supported yet"), "{e}");
+        let c = parse("inputs:\n  streams:\n    - { name: k, type: tcp, url: \"127.0.0.1:1\" }\n    - { type: websocket, url: \"wss://k8s:6443/api\" }\n").unwrap();
+        assert_eq!(c.streams[1].name, "k8s:6443");
+        let e = parse("inputs:\n  streams:\n    - { name: k, type: websocket, url: \"http://x\" }\n").unwrap_err().0;
+        assert!(e.contains("ws://") && e.starts_with("c.yaml:3:"), "{e}");
+        let e = parse("inputs:\n  listen:\n    - { name: s, type: udp, address: \"nowhere\" }\n").unwrap_err().0;
+        assert!(e.contains("IP:port"), "{e}");
         let e = parse("alerts:\n  s:\n    type: slack\n    url: http://x\n").unwrap_err().0;
         assert!(e.contains("not supported yet") && e.starts_with("c.yaml:3:"), "{e}");
     }

@@ -184,7 +184,7 @@ fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     if cfg.rules.is_empty() {
         return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
     }
-    if cfg.files.is_empty() && !cfg.stdin {
+    if cfg.files.is_empty() && !cfg.stdin && cfg.streams.is_empty() && cfg.listen.is_empty() {
         return Err(Fatal("no inputs: add `inputs:` to the config or give --file PATH".into()));
     }
     let started = Instant::now();

@@ -116,6 +116,70 @@ fn is_worth_scrubbing(p: &str) -> bool {
     p.len() >= 6 || (p.len() >= 4 && p.chars().any(|c| c.is_ascii_digit()))
 }
 
+/// Wrap a connected TCP stream in TLS for `host` (a name or an IP address,
+/// IPv6 with or without brackets), as `tls:` of a stream says: the system's
+/// roots are trusted, plus the PEM CA(s) in `ca_file`; `insecure: true` turns
+/// certificate and host name verification off (warned about once per host).
+///
+/// The handshake is bounded by the socket's read/write timeouts: set them
+/// before calling (a handshake that times out says so). Errors are plain
+/// sentences naming the host: "TLS certificate of HOST did not verify: ..."
+/// for a certificate that is not trusted or does not match the host.
+#[cfg(feature = "tls")]
+pub fn tls_connect(
+    stream: std::net::TcpStream,
+    host: &str,
+    tls: &crate::config::TlsCfg,
+) -> Result<native_tls::TlsStream<std::net::TcpStream>, String> {
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let mut b = native_tls::TlsConnector::builder();
+    if let Some(ca) = &tls.ca_file {
+        let pem = std::fs::read(&ca.0).map_err(|e| format!("TLS to {host}: cannot read tls.ca_file {:?}: {e}", ca.0))?;
+        // A PEM file may hold several certificates (a chain or a bundle).
+        let certs = native_tls::Certificate::stack_from_pem(&pem)
+            .map_err(|e| format!("TLS to {host}: tls.ca_file {:?} is not a PEM certificate: {e}", ca.0))?;
+        if certs.is_empty() {
+            return Err(format!("TLS to {host}: tls.ca_file {:?} holds no PEM certificate", ca.0));
+        }
+        for c in certs {
+            b.add_root_certificate(c);
+        }
+    }
+    if tls.insecure {
+        warn_insecure_once(host);
+        b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+    }
+    let connector = b.build().map_err(|e| format!("TLS to {host}: cannot set up TLS: {e}"))?;
+    match connector.connect(host, stream) {
+        Ok(s) => Ok(s),
+        Err(native_tls::HandshakeError::WouldBlock(_)) => Err(format!("TLS handshake with {host} timed out")),
+        Err(native_tls::HandshakeError::Failure(e)) => Err(tls_error_message(host, &e.to_string())),
+    }
+}
+
+/// Say plainly what went wrong in a TLS handshake: a certificate that did not
+/// verify is named as such (it is a configuration problem, not a network one).
+#[cfg(feature = "tls")]
+fn tls_error_message(host: &str, err: &str) -> String {
+    let e = err.to_ascii_lowercase();
+    let cert = ["certificate verify failed", "verify", "certificate", "trust", "hostname mismatch", "self signed", "self-signed"];
+    if cert.iter().any(|w| e.contains(w)) {
+        format!("TLS certificate of {host} did not verify: {err} (trust its CA with tls.ca_file, or set tls.insecure: true)")
+    } else {
+        format!("TLS handshake with {host} failed: {err}")
+    }
+}
+
+/// `tls.insecure: true`: warn once per host, not on every reconnect.
+#[cfg(feature = "tls")]
+fn warn_insecure_once(host: &str) {
+    static WARNED: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let mut set = WARNED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if set.insert(host.to_string()) {
+        log::warn!("TLS to {host}: tls.insecure is set, the server's certificate is NOT verified");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +211,15 @@ mod tests {
         // short, common path segments do not eat the message
         let s = scrub("timeout: global, sending to /api", "http://h/api", &[]);
         assert_eq!(s, "timeout: global, sending to /api");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_errors_name_the_host_and_the_cause() {
+        let e = tls_error_message("k8s.local", "error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed");
+        assert!(e.starts_with("TLS certificate of k8s.local did not verify: "), "{e}");
+        let e = tls_error_message("k8s.local", "unexpected EOF");
+        assert_eq!(e, "TLS handshake with k8s.local failed: unexpected EOF");
     }
 
     #[test]

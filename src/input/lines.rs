@@ -52,7 +52,7 @@ impl Lines {
                     out.reserve_exact(self.pending.len() + data.len());
                     out.extend_from_slice(&self.pending);
                     out.extend_from_slice(&data[..=q]);
-                    self.pending.clear();
+                    self.release_pending();
                     data = &data[q + 1..];
                 }
                 None if data.len() <= room => {
@@ -65,7 +65,7 @@ impl Lines {
                     out.extend_from_slice(&self.pending);
                     out.extend_from_slice(&data[..cut]);
                     out.push(b'\n');
-                    self.pending.clear();
+                    self.release_pending();
                     stats::add(&STATS.lines_cut, 1);
                     match memchr_nl(&data[room..]) {
                         Some(q) => data = &data[room + q + 1..],
@@ -133,8 +133,18 @@ impl Lines {
     /// Skip everything up to the next newline (a reader that starts in the
     /// middle of a line too long to take whole).
     pub fn skip_to_newline(&mut self) {
-        self.pending.clear();
+        self.release_pending();
         self.discarding = true;
+    }
+
+    /// Empty the held line; give a big buffer back (many idle inputs each
+    /// keeping a once-long line's buffer would add up).
+    fn release_pending(&mut self) {
+        if self.pending.capacity() > 4096 {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
     }
 
     /// Bytes held as a partial line.
