@@ -13,7 +13,7 @@
 
 use super::lines::Lines;
 use super::send;
-use crate::config::{FileSpec, ReadFrom};
+use crate::config::{is_glob, FileSpec, ReadFrom};
 use crate::event::{Event, Source, Stop};
 use crate::stats::{self, STATS};
 use crossbeam_channel::Sender;
@@ -130,10 +130,6 @@ enum Change {
     Wrote(PathBuf),
     /// Something was created, renamed, deleted or changed attributes: rescan.
     Rescan,
-}
-
-fn is_glob(p: &str) -> bool {
-    p.contains(['*', '?', '['])
 }
 
 fn parent_dir(p: &Path) -> PathBuf {
@@ -447,7 +443,7 @@ impl Follower {
     /// Remember where a symlinked path points, so its real directory is watched.
     fn note_link(&mut self, key: &Path) {
         let link = match std::fs::symlink_metadata(key) {
-            Ok(m) if m.file_type().is_symlink() && false => std::fs::canonicalize(key).ok(),
+            Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(key).ok(),
             _ => None,
         };
         let Some(t) = self.files.get_mut(key) else { return };

@@ -1,0 +1,383 @@
+//! Network streams: one OS thread per stream, blocking I/O, reconnecting
+//! forever. This module holds what every stream type shares: the thread, the
+//! reconnect loop (exponential backoff with full jitter, reset after a healthy
+//! connection, state changes logged once rather than once per retry), and
+//! `Conn`, the per-connection context through which a protocol hands bytes to
+//! the line splitter and on to the matcher.
+//!
+//! A protocol is one function, `run(spec, conn) -> Result<(), StreamError>`,
+//! that connects once, reads until the connection ends, and says why it ended.
+//! It must notice `conn.stopped()` at least every `READ_SLICE` (use socket
+//! read timeouts of that length), so that shutdown is prompt.
+//!
+//! When is a connection healthy enough to reset the backoff? When it stayed up
+//! for 30 s, or when it delivered data *and* outlived the delay that preceded
+//! it. The second half keeps a server that closes after every line from being
+//! hammered (each such connection delivers data but lasts a few ms), while a
+//! server that streams for a while and then ends is reconnected quickly.
+
+pub mod http;
+pub mod sse;
+pub mod tcp;
+pub mod websocket;
+
+use super::lines::Lines;
+use super::send;
+use crate::backoff::Backoff;
+use crate::config::{StreamSpec, StreamType};
+use crate::event::{Event, Source, Stop};
+use crate::stats::{self, STATS};
+use crossbeam_channel::Sender;
+use std::io::Read;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The longest a stream thread blocks in one read (set as the socket's read
+/// timeout), so that the stop flag and the idle timeout are checked this often.
+pub const READ_SLICE: Duration = Duration::from_millis(250);
+
+/// Sleeps between retries are cut into slices this long, checking the stop flag.
+const SLEEP_SLICE: Duration = Duration::from_millis(100);
+
+/// A connection that stayed up this long resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// Bytes read from a socket at once.
+pub const READ_BUF: usize = 64 * 1024;
+
+/// Why a connection ended (or never started).
+#[derive(Debug)]
+pub enum StreamError {
+    /// The stop flag is set or the matcher is gone: end the thread.
+    Stopped,
+    /// Could not connect, or the connection was lost: retried with backoff.
+    Lost(String),
+    /// Credentials refused (HTTP 401/403) or a TLS certificate that did not
+    /// verify: a configuration problem, retried at the maximum delay.
+    Refused(String),
+}
+
+impl StreamError {
+    /// `Refused` when a TLS error says the certificate did not verify, else `Lost`.
+    pub fn from_tls(msg: String) -> StreamError {
+        if msg.contains("did not verify") {
+            StreamError::Refused(msg)
+        } else {
+            StreamError::Lost(msg)
+        }
+    }
+}
+
+/// Start a stream input on its own thread (`input:stream:NAME`).
+pub fn spawn(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("input:stream:{}", spec.name))
+        // TLS handshakes (OpenSSL) want more than the 128 KiB of a file input.
+        .stack_size(256 * 1024)
+        .spawn(move || run(spec, max_line_bytes, tx, stop))
+        .expect("cannot start a stream input thread")
+}
+
+/// Dispatch one connection attempt on the stream's type.
+fn connect_once(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
+    match spec.kind {
+        StreamType::Tcp => tcp::run(spec, conn),
+        StreamType::Http | StreamType::Sse => http::run(spec, conn),
+        StreamType::Websocket => websocket::run(spec, conn),
+    }
+}
+
+/// The reconnect loop: connect, read until the connection ends, wait, again.
+fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
+    let shown = crate::net::redact_url(&spec.url);
+    let shown = if spec.url.contains("://") { shown } else { spec.url.clone() };
+    let mut backoff = Backoff::new(spec.reconnect_delay, spec.max_reconnect_delay);
+    let mut retry_base: Option<Duration> = None;
+    let mut conn = Conn::new(&spec, max_line_bytes, tx, stop);
+    // The reason of the last failure logged at warn, and how often it repeated since.
+    let mut last_reason: Option<String> = None;
+    let mut repeats: u64 = 0;
+    let mut attempts: u64 = 0;
+    log::debug!("stream {}: starting ({:?} {shown})", spec.name, spec.kind);
+    loop {
+        if conn.stopped() {
+            break;
+        }
+        attempts += 1;
+        conn.begin(repeats > 0);
+        let res = connect_once(&spec, &mut conn);
+        if conn.finish().is_err() {
+            break;
+        }
+        // The server's SSE `retry:` becomes the base of the backoff.
+        if conn.retry.is_some() && conn.retry != retry_base {
+            retry_base = conn.retry;
+            let base = conn.retry.unwrap_or(spec.reconnect_delay);
+            backoff = Backoff::new(base, spec.max_reconnect_delay.max(base));
+        }
+        let up = conn.connected_at.map(|t| t.elapsed());
+        let healthy = up.is_some_and(|d| d >= HEALTHY_AFTER || (conn.delivered && d >= backoff.ceiling()));
+        if healthy {
+            backoff.reset();
+            last_reason = None;
+            repeats = 0;
+        }
+        let (reason, at_max) = match res {
+            Err(StreamError::Stopped) => break,
+            Ok(()) if conn.connected_at.is_some() => ("the server ended the stream".to_string(), false),
+            Ok(()) => ("the connection ended before the stream started".to_string(), false),
+            Err(StreamError::Lost(m)) => (m, false),
+            Err(StreamError::Refused(m)) => (m, true),
+        };
+        if conn.stopped() {
+            break;
+        }
+        if !healthy {
+            stats::add(&STATS.read_errors, 1);
+        }
+        let delay = if at_max { spec.max_reconnect_delay } else { backoff.next_delay() };
+        let next = format!("next try in {:.1} s", delay.as_secs_f64());
+        if last_reason.as_deref() == Some(reason.as_str()) {
+            repeats += 1;
+            log::debug!("stream {}: {reason} (again: {repeats} time(s), {attempts} attempt(s) so far); {next}", spec.name);
+        } else {
+            if at_max {
+                log::error!("stream {}: {reason}; retrying at the maximum delay, {next}", spec.name);
+            } else {
+                log::warn!("stream {}: {reason}; {next}", spec.name);
+            }
+            if repeats > 0 {
+                log::debug!("stream {}: the previous failure repeated {repeats} time(s)", spec.name);
+            }
+            last_reason = Some(reason);
+            repeats = 0;
+        }
+        if !sleep(delay, &conn.stop) {
+            break;
+        }
+    }
+    log::debug!("stream {}: stopped after {attempts} connection attempt(s)", spec.name);
+}
+
+/// Sleep `d` in small slices; false when the stop flag was set meanwhile.
+pub fn sleep(d: Duration, stop: &Stop) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.is_stopped() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(SLEEP_SLICE));
+    }
+}
+
+/// One stream's context, handed to its protocol for each connection: where
+/// the bytes go (line splitter, channel), the stop flag, and what the
+/// connection achieved (connected, data delivered, SSE `retry:`).
+pub struct Conn {
+    /// `stream:NAME`.
+    pub source: Source,
+    /// The stream's name (for log messages).
+    pub name: String,
+    tx: Sender<Event>,
+    pub stop: Stop,
+    max_line_bytes: usize,
+    lines: Lines,
+    /// When the current connection was established (`connected()`).
+    connected_at: Option<Instant>,
+    /// The current connection delivered at least one line.
+    delivered: bool,
+    /// Log "connected" at debug only (a failure is repeating).
+    quiet: bool,
+    /// A reconnect delay the server asked for (SSE `retry:`).
+    pub retry: Option<Duration>,
+}
+
+impl Conn {
+    fn new(spec: &StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) -> Conn {
+        Conn {
+            source: Arc::from(format!("stream:{}", spec.name)),
+            name: spec.name.clone(),
+            tx,
+            stop,
+            max_line_bytes,
+            lines: Lines::new(max_line_bytes),
+            connected_at: None,
+            delivered: false,
+            quiet: false,
+            retry: None,
+        }
+    }
+
+    /// A fresh start for a new connection.
+    fn begin(&mut self, quiet: bool) {
+        self.connected_at = None;
+        self.delivered = false;
+        self.quiet = quiet;
+        self.lines = Lines::new(self.max_line_bytes);
+    }
+
+    /// The connection ended: its partial last line is a line of its own.
+    fn finish(&mut self) -> Result<(), StreamError> {
+        match self.lines.flush_partial() {
+            Some(text) => self.send_text(text),
+            None => Ok(()),
+        }
+    }
+
+    /// The connection is established and the stream has started (the TCP
+    /// connection is up, the HTTP status was 2xx, the WebSocket handshake
+    /// completed): logged once.
+    pub fn connected(&mut self, what: &str) {
+        self.connected_at = Some(Instant::now());
+        if self.quiet {
+            log::debug!("stream {}: connected to {what}", self.name);
+        } else {
+            log::info!("stream {}: connected to {what}", self.name);
+        }
+    }
+
+    /// The stop flag is set.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    /// The largest line handed on (`max_line_bytes`).
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
+    /// Bytes of the stream: whole lines go on to the matcher, a partial last
+    /// line is held for the next call. `Err(Stopped)`: end now.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        match self.lines.feed(data) {
+            Some(text) => self.send_text(text),
+            None => Ok(()),
+        }
+    }
+
+    /// A self-contained message (a WebSocket message, an SSE event's data):
+    /// its lines, the last one complete even without a newline.
+    pub fn feed_message(&mut self, data: &[u8]) -> Result<(), StreamError> {
+        let a = self.lines.feed(data);
+        let b = self.lines.flush_partial();
+        let text = match (a, b) {
+            (Some(mut a), Some(b)) => {
+                a.push_str(&b);
+                a
+            }
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return Ok(()),
+        };
+        self.send_text(text)
+    }
+
+    fn send_text(&mut self, text: String) -> Result<(), StreamError> {
+        self.delivered = true;
+        send(&self.tx, &self.stop, Event::Lines { source: self.source.clone(), text }).map_err(|_| StreamError::Stopped)
+    }
+}
+
+/// Read `r` (whose socket has a read timeout of `READ_SLICE`) until the peer
+/// closes it, handing each chunk to `sink`. Returns `Ok(())` at the end of the
+/// stream; `Lost` after `idle` without a byte (zero: never) or on a read
+/// error; `Stopped` when the stop flag is set.
+pub fn pump<R: Read + ?Sized>(r: &mut R, conn: &mut Conn, idle: Duration, sink: &mut dyn FnMut(&mut Conn, &[u8]) -> Result<(), StreamError>) -> Result<(), StreamError> {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut last = Instant::now();
+    loop {
+        if conn.stopped() {
+            return Err(StreamError::Stopped);
+        }
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                last = Instant::now();
+                sink(conn, &buf[..n])?;
+            }
+            Err(e) if is_timeout(&e) => {
+                if !idle.is_zero() && last.elapsed() >= idle {
+                    return Err(idle_error(idle));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StreamError::Lost(format!("read error: {e}"))),
+        }
+    }
+}
+
+/// The message for an idle timeout.
+pub fn idle_error(idle: Duration) -> StreamError {
+    StreamError::Lost(format!("no data for {} s (idle_timeout); reconnecting", fmt_secs(idle)))
+}
+
+/// `1.5`, `120`: seconds as a short number.
+pub fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s:.1}")
+    }
+}
+
+/// A read that timed out (the socket's read timeout): look at the stop flag and read again.
+pub fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
+
+/// Resolve `host:port` and connect within `timeout` (each address in turn),
+/// with TCP keepalive on and the read timeout set to `READ_SLICE`.
+pub fn tcp_connect(host: &str, port: u16, timeout: Duration, stop: &Stop) -> Result<std::net::TcpStream, StreamError> {
+    use std::net::ToSocketAddrs;
+    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let addrs: Vec<std::net::SocketAddr> = (h, port).to_socket_addrs().map_err(|e| StreamError::Lost(format!("cannot resolve {host}: {e}")))?.collect();
+    if addrs.is_empty() {
+        return Err(StreamError::Lost(format!("cannot resolve {host}: no addresses")));
+    }
+    let timeout = if timeout.is_zero() { Duration::from_secs(10) } else { timeout };
+    let mut last = String::new();
+    for a in addrs {
+        if stop.is_stopped() {
+            return Err(StreamError::Stopped);
+        }
+        match std::net::TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                set_keepalive(&s);
+                let _ = s.set_nodelay(true);
+                s.set_read_timeout(Some(READ_SLICE)).map_err(|e| StreamError::Lost(format!("socket: {e}")))?;
+                s.set_write_timeout(Some(timeout)).map_err(|e| StreamError::Lost(format!("socket: {e}")))?;
+                return Ok(s);
+            }
+            Err(e) if is_timeout(&e) => last = format!("cannot connect to {host}:{port}: no answer within {} s (connect_timeout)", fmt_secs(timeout)),
+            Err(e) => last = format!("cannot connect to {host}:{port}: {e}"),
+        }
+    }
+    Err(StreamError::Lost(last))
+}
+
+/// TCP keepalive on, probing after 60 s of silence: a peer that vanished
+/// (power cut, NAT timeout) is noticed even without an idle timeout.
+pub fn set_keepalive(s: &std::net::TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    let fd = s.as_raw_fd();
+    let on: libc::c_int = 1;
+    // SAFETY: fd is a valid socket; the option value is a c_int of the given size.
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &on as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let idle: libc::c_int = 60;
+            let intvl: libc::c_int = 15;
+            let cnt: libc::c_int = 4;
+            let sz = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &idle as *const _ as *const libc::c_void, sz);
+            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, &intvl as *const _ as *const libc::c_void, sz);
+            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &cnt as *const _ as *const libc::c_void, sz);
+        }
+    }
+}
