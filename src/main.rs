@@ -194,7 +194,8 @@ fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
 
     let senders = alert::Senders::start(&cfg.alerts, a.json).map_err(Fatal)?;
     let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
-    let (tx, rx) = crossbeam_channel::bounded(256);
+    // Batches are up to ~128 KiB: 16 in flight bound the memory a burst costs.
+    let (tx, rx) = crossbeam_channel::bounded(16);
     let handles = input::start(cfg, tx, stop.clone());
     let inputs = handles.len();
     log::info!(

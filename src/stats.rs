@@ -26,7 +26,7 @@ macro_rules! counters {
 }
 
 counters! {
-    lines: "lines handed to the matcher",
+    bytes: "bytes of whole lines handed to the matcher",
     lines_cut: "lines longer than max_line_bytes, cut",
     invalid_utf8: "batches with invalid UTF-8, replaced",
     read_errors: "read errors on inputs (retried)",

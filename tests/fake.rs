@@ -289,3 +289,280 @@ pub fn refused_url() -> String {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     format!("http://127.0.0.1:{port}")
 }
+
+// ---------------------------------------------------------------------------
+// Stream servers: TCP lines, HTTP streaming bodies, Server-Sent Events
+// ---------------------------------------------------------------------------
+
+/// A TCP server on 127.0.0.1 that hands every connection to `handler`
+/// (with the connection's number, from 0) on its own thread, and counts and
+/// reports connections. The handler writes what the test wants; the server's
+/// `stop` flag (`TcpServer::stopping`) tells long-running handlers to end.
+pub struct TcpServer {
+    pub port: u16,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    conns: Arc<std::sync::atomic::AtomicUsize>,
+    rx: Receiver<(usize, Instant)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TcpServer {
+    pub fn start(handler: impl Fn(TcpStream, usize, &AtomicBool) + Send + Sync + 'static) -> TcpServer {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = unbounded();
+        let handler = Arc::new(handler);
+        let (conns2, stop2) = (conns.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("fake:tcp".into())
+            .spawn(move || {
+                for c in l.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(c) = c else { continue };
+                    let n = conns2.fetch_add(1, Ordering::SeqCst);
+                    let _ = tx.send((n, Instant::now()));
+                    let (h, stop) = (handler.clone(), stop2.clone());
+                    std::thread::spawn(move || h(c, n, &stop));
+                }
+            })
+            .unwrap();
+        TcpServer { port, addr: format!("127.0.0.1:{port}"), conns, rx, stop }
+    }
+
+    /// A server that writes `text` to each connection, then holds it open
+    /// until the client closes it (or the server is dropped).
+    pub fn lines(text: &str) -> TcpServer {
+        let text = text.as_bytes().to_vec();
+        TcpServer::start(move |mut c, _, stop| {
+            if c.write_all(&text).is_ok() {
+                hold(&mut c, stop);
+            }
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
+    }
+
+    /// Wait for the `n`-th connection (counting from 1); panics after `timeout`.
+    pub fn wait_connections(&self, n: usize, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while self.connections() < n {
+            if Instant::now() > end {
+                panic!("expected {n} connection(s) within {timeout:?}, got {}", self.connections());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// When each connection arrived (taken from the queue).
+    pub fn arrivals(&self) -> Vec<(usize, Instant)> {
+        self.rx.try_iter().collect()
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Keep a connection open, reading and discarding, until the peer closes it
+/// or `stop` is set. Returns true when the peer closed it.
+pub fn hold(c: &mut TcpStream, stop: &AtomicBool) -> bool {
+    let _ = c.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 1024];
+    while !stop.load(Ordering::SeqCst) {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// How an HTTP stream server frames a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Chunked,
+    ContentLength,
+    /// No length: the body ends when the server closes the connection.
+    UntilClose,
+}
+
+/// One answer of `HttpStream`.
+#[derive(Clone, Debug)]
+pub struct StreamReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Written one after the other, each flushed (a chunk each when chunked),
+    /// with `gap` between them.
+    pub parts: Vec<Vec<u8>>,
+    pub framing: Framing,
+    pub gap: Duration,
+    /// After the parts, keep the connection open (the stream goes on, silently)
+    /// instead of ending the body.
+    pub hold: bool,
+    /// Read the request and never answer.
+    pub hang: bool,
+}
+
+impl StreamReply {
+    /// 200 with these body parts.
+    pub fn body(framing: Framing, parts: &[&str], hold: bool) -> StreamReply {
+        StreamReply {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            parts: parts.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            framing,
+            gap: Duration::from_millis(20),
+            hold,
+            hang: false,
+        }
+    }
+    /// 200 `text/event-stream`, chunked, with these parts.
+    pub fn sse(parts: &[&str], hold: bool) -> StreamReply {
+        let mut r = StreamReply::body(Framing::Chunked, parts, hold);
+        r.headers = vec![("Content-Type".into(), "text/event-stream".into())];
+        r
+    }
+    /// A status with a short body, connection closed after it.
+    pub fn status(status: u16) -> StreamReply {
+        let mut r = StreamReply::body(Framing::ContentLength, &["no\n"], false);
+        r.status = status;
+        r
+    }
+    /// A redirect to `location`.
+    pub fn redirect(location: &str) -> StreamReply {
+        let mut r = StreamReply::status(302);
+        r.headers.push(("Location".into(), location.into()));
+        r
+    }
+    /// Never answer.
+    pub fn hang() -> StreamReply {
+        let mut r = StreamReply::status(200);
+        r.hang = true;
+        r
+    }
+}
+
+/// An HTTP/1.1 server for streaming GETs: every request is recorded (with its
+/// headers: `Authorization`, `Last-Event-ID`…) and answered by `script`,
+/// given the request and its number (from 0). One request per connection.
+pub struct HttpStream {
+    pub base: String,
+    pub port: u16,
+    rx: Receiver<Request>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpStream {
+    pub fn start(script: impl Fn(&Request, usize) -> StreamReply + Send + Sync + 'static) -> HttpStream {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = unbounded();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script = Arc::new(script);
+        let (count2, stop2) = (count.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("fake:http-stream".into())
+            .spawn(move || {
+                for c in l.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(c) = c else { continue };
+                    let (tx, script, stop, count) = (tx.clone(), script.clone(), stop2.clone(), count2.clone());
+                    std::thread::spawn(move || {
+                        let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                        let Ok(mut w) = c.try_clone() else { return };
+                        let mut r = BufReader::new(c);
+                        let Some(req) = read_request(&mut r, &stop) else { return };
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        let reply = script(&req, n);
+                        let _ = tx.send(req);
+                        answer_stream(&mut w, r.get_mut(), reply, &stop);
+                    });
+                }
+            })
+            .unwrap();
+        HttpStream { base: format!("http://127.0.0.1:{port}"), port, rx, count, stop }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+    /// The next request, waiting up to `timeout`; panics with `what` otherwise.
+    pub fn expect(&self, timeout: Duration, what: &str) -> Request {
+        self.rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("no request within {timeout:?}: {what}"))
+    }
+    /// Requests received and not yet taken.
+    pub fn drain(&self) -> Vec<Request> {
+        self.rx.try_iter().collect()
+    }
+}
+
+impl Drop for HttpStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn answer_stream(w: &mut TcpStream, r: &mut TcpStream, reply: StreamReply, stop: &AtomicBool) {
+    if reply.hang {
+        hold(r, stop);
+        return;
+    }
+    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match reply.framing {
+        Framing::Chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::ContentLength => {
+            let len: usize = reply.parts.iter().map(|p| p.len()).sum();
+            head.push_str(&format!("Content-Length: {len}\r\n"));
+        }
+        Framing::UntilClose => head.push_str("Connection: close\r\n"),
+    }
+    head.push_str("\r\n");
+    if w.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for p in &reply.parts {
+        std::thread::sleep(reply.gap);
+        let ok = match reply.framing {
+            Framing::Chunked => w.write_all(format!("{:x}\r\n", p.len()).as_bytes()).and_then(|_| w.write_all(p)).and_then(|_| w.write_all(b"\r\n")),
+            _ => w.write_all(p),
+        };
+        if ok.and_then(|_| w.flush()).is_err() {
+            return;
+        }
+    }
+    if reply.hold {
+        hold(r, stop);
+        return;
+    }
+    if reply.framing == Framing::Chunked {
+        let _ = w.write_all(b"0\r\n\r\n");
+    }
+    let _ = w.flush();
+    let _ = w.shutdown(Shutdown::Both);
+}

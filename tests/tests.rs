@@ -7,5 +7,10 @@ mod util;
 mod cli;
 mod oneshot;
 mod file_follow;
+mod listen;
 mod shutdown;
+mod streams;
 mod webhook;
+mod websocket;
+#[cfg(feature = "tls")]
+mod tls;

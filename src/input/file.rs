@@ -40,11 +40,14 @@ const LINGER: Duration = Duration::from_secs(5);
 
 /// Follow `files` until `stop` (or until the matcher is gone).
 pub fn spawn(files: Vec<FileSpec>, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) -> JoinHandle<()> {
+    // The first scan (opening each file, placing it at its end) happens before
+    // this returns: a line appended once `watch` says it runs is never missed.
+    let mut f = Follower::new(files, max_line_bytes, tx, stop);
+    let _ = f.rescan(true);
     std::thread::Builder::new()
         .name("input:files".into())
         .stack_size(256 * 1024)
         .spawn(move || {
-            let mut f = Follower::new(files, max_line_bytes, tx, stop);
             let _ = f.run();
             log::debug!("file input stopped");
         })
@@ -102,7 +105,6 @@ struct Tracked {
 struct Io {
     tx: Sender<Event>,
     stop: Stop,
-    buf: Vec<u8>,
     max: usize,
 }
 
@@ -172,13 +174,12 @@ impl Follower {
             index: HashMap::new(),
             index_stale: true,
             notify: notify::Inotify::new(),
-            io: Io { tx, stop, buf: vec![0; CHUNK], max },
+            io: Io { tx, stop, max },
             gen: 0,
         }
     }
 
     fn run(&mut self) -> Result<(), Quit> {
-        self.rescan(true)?;
         let mut next_rescan = Instant::now() + RESCAN;
         let mut changes = Vec::new();
         loop {
@@ -584,18 +585,24 @@ fn read_open(key: &Path, o: &mut Open, source: &Source, io: &mut Io) -> Result<G
         return Ok(Got::Done);
     }
     for _ in 0..TURN {
-        match o.file.read(&mut io.buf) {
-            Ok(0) => return Ok(Got::Done),
-            Ok(n) => {
-                o.pos += n as u64;
-                o.grew = Instant::now();
-                if let Some(text) = o.lines.feed(&io.buf[..n]) {
-                    io.send(source, text)?;
-                }
-                if n < io.buf.len() && o.pos >= size {
-                    return Ok(Got::Done);
-                }
-            }
+        // Read straight into the batch buffer (after the held partial line):
+        // the bytes are copied once, by the kernel.
+        let mut buf = o.lines.buffer(CHUNK);
+        let held = buf.len();
+        let res = (&mut o.file).take(CHUNK as u64).read_to_end(&mut buf);
+        let n = buf.len() - held;
+        if n > 0 {
+            o.pos += n as u64;
+            o.grew = Instant::now();
+        }
+        // Also puts the held partial line back when nothing was read.
+        if let Some(text) = o.lines.feed_buffer(buf) {
+            io.send(source, text)?;
+        }
+        match res {
+            Ok(_) if n == 0 => return Ok(Got::Done),
+            Ok(_) if n < CHUNK && o.pos >= size => return Ok(Got::Done),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::Done),
             Err(e) => return Ok(Got::Failed(format!("read error: {e}"))),

@@ -4,7 +4,9 @@
 
 pub mod file;
 pub mod lines;
+pub mod listen;
 pub mod stdin;
+pub mod stream;
 
 use crate::config::Config;
 use crate::event::{Event, Stop};
@@ -17,6 +19,12 @@ pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop) -> Vec<JoinHandle<()>>
     let mut v = Vec::new();
     if !cfg.files.is_empty() {
         v.push(file::spawn(cfg.files.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));
+    }
+    for s in &cfg.streams {
+        v.push(stream::spawn(s.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));
+    }
+    for l in &cfg.listen {
+        v.push(listen::spawn(l.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));
     }
     if cfg.stdin {
         v.push(stdin::spawn(cfg.max_line_bytes, tx, stop));

@@ -260,8 +260,9 @@ impl Conn {
         }
     }
 
-    /// A self-contained message (a WebSocket message, an SSE event's data):
-    /// its lines, the last one complete even without a newline.
+    /// A self-contained message (a WebSocket message): its lines, the last
+    /// one complete even without a newline.
+    #[allow(dead_code)] // for websocket.rs
     pub fn feed_message(&mut self, data: &[u8]) -> Result<(), StreamError> {
         let a = self.lines.feed(data);
         let b = self.lines.flush_partial();
