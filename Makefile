@@ -9,7 +9,10 @@ BENCH   ?= ../shared/bench
 BENCHDIR := target/bench
 LINES   ?= 1000000
 
-.PHONY: all build release run test bench clean
+.PHONY: all build release static run test bench clean
+
+MUSL    := x86_64-unknown-linux-musl
+STATIC  := target/$(MUSL)/release/tinywatcher
 
 all: build
 
@@ -18,6 +21,10 @@ build:
 
 release:
 	$(CARGO) build --release
+
+# A static binary without TLS, for edge boxes (needs `rustup target add $(MUSL)`).
+static:
+	$(CARGO) build --release --target $(MUSL) --no-default-features
 
 # Demo: a generator appends a line every 0.3 s to run/app.log (some of them
 # errors); tinywatcher follows it with examples/quickstart.yaml. Ctrl-C stops both.
@@ -52,7 +59,13 @@ bench: release
 	   python3 -c "import re,sys; f=lambda s: float(re.search(r'lines_per_s=([\d,]+)', s).group(1).replace(',','')); g,t,h=f('''$$g'''),f('''$$t'''),f('''$$h'''); print(f'ratios: tw10/grep={t/g:.2f} (goal >=0.6)  tw10/reference={t/1.5e6:.1f}x (goal >=4)  tw100/tw10={h/t:.2f} (goal >=0.7)')"; \
 	 done
 	@python3 $(BENCH)/latency.py $(BIN) 200
-	@$(BENCH)/idle_footprint.sh $(BIN) 100 10
+	@echo "idle, glibc+TLS build:   $$($(BENCH)/idle_footprint.sh $(BIN) 100 10)"
+	@if rustup target list --installed 2>/dev/null | grep -q $(MUSL); then \
+	   $(MAKE) -s static >/dev/null 2>&1 && \
+	   echo "== static musl binary (no TLS): $$(stat -c %s $(STATIC)) bytes" && \
+	   echo "idle, static musl build: $$($(BENCH)/idle_footprint.sh $(STATIC) 100 10)" && \
+	   echo "static tw10: $$($(BENCH)/follow_throughput.sh $(STATIC) $(BENCHDIR)/lines.txt $$(grep -c ERRMARK $(BENCHDIR)/lines.txt))"; \
+	 else echo "(rustup target add $(MUSL) to measure the static build)"; fi
 
 clean:
 	$(CARGO) clean

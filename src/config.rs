@@ -315,9 +315,29 @@ pub struct TlsCfg {
     pub insecure: bool,
 }
 
+/// `auth:` of an http/sse/websocket stream, as written: exactly one key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthMap {
+    basic: Option<Str>,
+    bearer: Option<Str>,
+}
+
+impl TryFrom<AuthMap> for AuthCfg {
+    type Error = String;
+    fn try_from(m: AuthMap) -> Result<AuthCfg, String> {
+        match (m.basic, m.bearer) {
+            (Some(b), None) if b.contains(':') => Ok(AuthCfg::Basic(b)),
+            (Some(_), None) => Err("auth.basic: expected \"user:password\"".into()),
+            (None, Some(t)) => Ok(AuthCfg::Bearer(t)),
+            _ => Err("auth: give exactly one of `basic: \"user:password\"` or `bearer: TOKEN`".into()),
+        }
+    }
+}
+
 /// `auth:` of an http/sse/websocket stream.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "AuthMap")]
 pub enum AuthCfg {
     /// `user:password`, sent as HTTP basic auth.
     Basic(Str),
@@ -539,6 +559,8 @@ pub struct Config {
     pub listen: Vec<ListenSpec>,
     pub alerts: BTreeMap<String, AlertCfg>,
     pub rules: Vec<RuleCfg>,
+    /// `state_file:` (`--state` overrides it): where positions are saved.
+    pub state_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
@@ -684,9 +706,14 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
         err(section, entry, key, format!("{what} is not supported yet in this version of tinywatcher"))
     };
 
-    if raw.state_file.is_some() {
-        return Err(not_yet("state_file", "", "", "state_file (--state)"));
-    }
+    let state_file = match &raw.state_file {
+        Some(p) if p.trim().is_empty() => return Err(err("state_file", "", "", "state_file: an empty path".into())),
+        Some(p) if Path::new(&p.0).is_dir() => {
+            return Err(err("state_file", "", "", format!("state_file: {} is a directory; give a file path such as {}/state", p.0, p.0.trim_end_matches('/'))))
+        }
+        Some(p) => Some(PathBuf::from(&p.0)),
+        None => None,
+    };
     if !raw.inputs.containers.is_empty() || !ov.containers.is_empty() {
         return Err(not_yet("containers", "", "", "inputs.containers (container logs)"));
     }
@@ -856,7 +883,7 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             idle_timeout: l.idle_timeout.map_or(Duration::from_secs(600), |d| d.0),
         });
     }
-    Ok(Config { path, identity, max_line_bytes, shutdown_timeout, stats_interval, files, stdin, streams, listen, alerts, rules })
+    Ok(Config { path, identity, max_line_bytes, shutdown_timeout, stats_interval, files, stdin, streams, listen, alerts, rules, state_file })
 }
 
 /// A network stream input, validated, with its defaults filled in.
@@ -1153,6 +1180,11 @@ mod tests {
         assert_eq!(c.streams[1].name, "k8s:6443");
         let e = parse("inputs:\n  streams:\n    - { name: k, type: websocket, url: \"http://x\" }\n").unwrap_err().0;
         assert!(e.contains("ws://") && e.starts_with("c.yaml:3:"), "{e}");
+        let c = parse("inputs:\n  streams:\n    - { type: http, url: \"http://a/x\", auth: { basic: \"u:p\" } }\n    - { type: sse, url: \"http://b/x\", auth: { bearer: tok } }\n").unwrap();
+        assert_eq!(c.streams[0].auth, Some(AuthCfg::Basic(Str("u:p".into()))));
+        assert_eq!(c.streams[1].auth, Some(AuthCfg::Bearer(Str("tok".into()))));
+        let e = parse("inputs:\n  streams:\n    - { type: http, url: \"http://a/x\", auth: { basic: a, bearer: b } }\n").unwrap_err().0;
+        assert!(e.contains("exactly one"), "{e}");
         let e = parse("inputs:\n  listen:\n    - { name: s, type: udp, address: \"nowhere\" }\n").unwrap_err().0;
         assert!(e.contains("IP:port"), "{e}");
         let e = parse("alerts:\n  s:\n    type: slack\n    url: http://x\n").unwrap_err().0;

@@ -20,6 +20,9 @@ pub enum Event {
     Lines { source: Source, text: String },
     /// The source has ended for good (stdin closed, a one-shot read reached its end).
     End { source: Source },
+    /// How far a source has got (`--state`): sent right after the batches it
+    /// covers, so that a saved position never runs ahead of what was matched.
+    Mark { source: Source, mark: crate::state::Mark },
 }
 
 /// One alert, shared by every destination of a rule.

@@ -15,6 +15,7 @@ mod input;
 mod matcher;
 mod net;
 mod rule;
+mod state;
 mod stats;
 
 use crate::config::{Config, ConfigError, Overrides};
@@ -118,11 +119,6 @@ fn load_config(a: &Args) -> Result<Config, Fatal> {
 }
 
 fn run(a: &Args) -> Result<u8, Fatal> {
-    for (on, flag) in [(a.once, "--once"), (a.state.is_some(), "--state")] {
-        if on {
-            return Err(Fatal(format!("{flag} is not supported yet in this version of tinywatcher")));
-        }
-    }
     let cfg = load_config(a)?;
     match a.command {
         Command::Test => test_config(&cfg, a),
@@ -133,7 +129,7 @@ fn run(a: &Args) -> Result<u8, Fatal> {
             let rules = rule::RuleSet::compile(&cfg.rules, &|_| Some(0)).map_err(Fatal)?;
             check::run(&cfg, &rules, a.lines, check::use_color(a.color)).map_err(Fatal)
         }
-        Command::Watch => watch(&cfg, a),
+        Command::Watch => watch(cfg, a),
     }
 }
 
@@ -179,14 +175,36 @@ fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     Ok(0)
 }
 
-/// `tinywatcher watch`: inputs -> channel -> matcher -> senders, until a signal.
-fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
+/// `tinywatcher watch`: inputs -> channel -> matcher -> senders, until a signal
+/// (or, with `--once`, until the files are read to their end).
+fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     if cfg.rules.is_empty() {
         return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
     }
     if cfg.files.is_empty() && !cfg.stdin && cfg.streams.is_empty() && cfg.listen.is_empty() {
         return Err(Fatal("no inputs: add `inputs:` to the config or give --file PATH".into()));
     }
+    if a.once {
+        if cfg.files.is_empty() && !cfg.stdin {
+            return Err(Fatal(
+                "--once reads file inputs to their end, and there are none (streams and listeners have no end): give --file PATH or add inputs.files".into(),
+            ));
+        }
+        if !cfg.streams.is_empty() || !cfg.listen.is_empty() {
+            log::warn!("--once reads files only: not starting {} stream(s) and {} listener(s)", cfg.streams.len(), cfg.listen.len());
+            cfg.streams.clear();
+            cfg.listen.clear();
+        }
+    }
+    // A state file that cannot be written is found now, not at the first save.
+    let store = match a.state.as_ref().or(cfg.state_file.as_ref()) {
+        Some(p) => Some(state::Store::open(p).map_err(Fatal)?),
+        None => None,
+    };
+    // The file input is started here, not by `input::start`: it alone resumes
+    // saved positions and reads once.
+    let files = std::mem::take(&mut cfg.files);
+    let cfg = &cfg;
     let started = Instant::now();
     let stop = Stop::new();
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
@@ -196,29 +214,59 @@ fn watch(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
     // Batches are up to ~128 KiB: 16 in flight bound the memory a burst costs.
     let (tx, rx) = crossbeam_channel::bounded(16);
-    let handles = input::start(cfg, tx, stop.clone());
+    let mut handles = Vec::new();
+    let nfiles = files.len();
+    if !files.is_empty() {
+        let resume = store.as_ref().map(|s| input::file::Resume { state_file: s.path().to_path_buf(), files: s.state.files.clone() });
+        let opts = input::file::Options { once: a.once, resume };
+        handles.push(input::file::spawn_with(files, cfg.max_line_bytes, tx.clone(), stop.clone(), opts));
+    }
+    handles.extend(input::start(cfg, tx, stop.clone()));
     let inputs = handles.len();
+    let nets = if a.once { String::new() } else { format!(", {} stream(s), {} listener(s)", cfg.streams.len(), cfg.listen.len()) };
     log::info!(
-        "watching {} file input(s){} with {} rule(s), {} destination(s)",
-        cfg.files.len(),
+        "{} {} file input(s){}{} with {} rule(s), {} destination(s)",
+        if a.once { "reading" } else { "watching" },
+        nfiles,
         if cfg.stdin { " and stdin" } else { "" },
+        nets,
         cfg.rules.len(),
         cfg.alerts.len()
     );
 
     let mut m = Matcher::new(rules, &cfg.identity, &senders);
     m.until_match = a.until_match;
+    m.store = store;
     let deadline = a.timeout.map(|t| started + t);
     let outcome = m.run(&rx, &stop_rx, inputs, cfg.stats_interval, deadline);
     stop.stop();
+    if !a.until_match && !a.once {
+        // Give the inputs a moment to end in order (a WebSocket sends its Close).
+        let end = Instant::now() + std::time::Duration::from_secs(2);
+        while handles.iter().any(|h| !h.is_finished()) && Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
     let first = m.first.take();
+    let store = m.store.take();
     drop(m);
     log::debug!("matcher finished: {outcome:?}; flushing senders");
     let left = senders.finish(Instant::now() + cfg.shutdown_timeout);
     if left > 0 {
         log::warn!("{left} alert(s) not delivered before the shutdown deadline");
     }
+    // Positions of what the matcher processed (its alerts delivered or given up on).
+    if let Some(mut s) = store {
+        s.save();
+    }
     log::info!("stats: {}", stats::STATS.summary());
+    if a.once && !a.until_match {
+        if first.is_none() {
+            log::info!("--once: no rule matched");
+            return Ok(1);
+        }
+        return Ok(0);
+    }
     if !a.until_match {
         return Ok(0);
     }

@@ -1,7 +1,9 @@
 //! The one receiver of the input channel: runs every batch of lines through the
 //! rule set, applies `sources`, `exclude`, thresholds and cooldowns, builds the
 //! alerts and hands them to the senders. It owns all per-rule state, so none of
-//! it needs a lock.
+//! it needs a lock. With `--state` it also owns the state file: it records each
+//! input's `Event::Mark` after matching the batches before it, and saves once a
+//! second (the caller saves once more at exit).
 
 use crate::alert::Senders;
 use crate::event::{Alert, Event, Source};
@@ -42,17 +44,19 @@ pub struct Matcher<'a> {
     /// Stop at the first alert (`--until-match`); the alert is kept here.
     pub until_match: bool,
     pub first: Option<Arc<Alert>>,
+    /// The state file (`--state`): positions recorded from marks, saved every second.
+    pub store: Option<crate::state::Store>,
 }
 
 impl<'a> Matcher<'a> {
     pub fn new(rules: RuleSet, identity: &str, senders: &'a Senders) -> Matcher<'a> {
         let state = rules.rules.iter().map(|_| RuleState::default()).collect();
-        Matcher { rules, state, identity: Arc::from(identity), senders, until_match: false, first: None }
+        Matcher { rules, state, identity: Arc::from(identity), senders, until_match: false, first: None, store: None }
     }
 
     /// Match a batch of whole lines from one source.
     pub fn handle_lines(&mut self, source: &Source, text: &str) {
-        let Matcher { rules, state, identity, senders, first, until_match } = self;
+        let Matcher { rules, state, identity, senders, first, until_match, .. } = self;
         rules.scan(text, |line, hits| {
             for idx in hits {
                 if *until_match && first.is_some() {
@@ -120,6 +124,7 @@ impl<'a> Matcher<'a> {
     pub fn run(&mut self, rx: &Receiver<Event>, stop: &Receiver<()>, inputs: usize, stats_every: Duration, deadline: Option<Instant>) -> Outcome {
         let mut ended = 0;
         let stats_tick = if stats_every.is_zero() { crossbeam_channel::never() } else { tick(stats_every) };
+        let save_tick = if self.store.is_some() { tick(Duration::from_secs(1)) } else { crossbeam_channel::never() };
         let timeout = match deadline {
             Some(d) => crossbeam_channel::at(d),
             None => crossbeam_channel::never(),
@@ -132,6 +137,10 @@ impl<'a> Matcher<'a> {
                 recv(rx) -> ev => match ev {
                     Ok(Event::Lines { source, text }) => {
                         self.handle_lines(&source, &text);
+                    }
+                    Ok(Event::Mark { source, mark }) => {
+                        log::trace!("{source}: {mark:?}");
+                        self.mark(mark);
                     }
                     Ok(Event::End { source }) => {
                         log::debug!("{source}: input ended");
@@ -147,6 +156,11 @@ impl<'a> Matcher<'a> {
                     return Outcome::Stopped;
                 }
                 recv(stats_tick) -> _ => log::info!("stats: {}", STATS.summary()),
+                recv(save_tick) -> _ => {
+                    if let Some(s) = &mut self.store {
+                        s.tick();
+                    }
+                }
                 recv(timeout) -> _ => return Outcome::TimedOut,
             }
             if self.until_match && self.first.is_some() {
@@ -155,12 +169,21 @@ impl<'a> Matcher<'a> {
         }
     }
 
+    /// Record where an input has got to (the batches before it are matched).
+    fn mark(&mut self, mark: crate::state::Mark) {
+        if let Some(s) = &mut self.store {
+            s.record(mark);
+        }
+    }
+
     /// Match what the inputs already queued (on shutdown), without waiting for more.
     fn drain(&mut self, rx: &Receiver<Event>) {
         let until = Instant::now() + Duration::from_secs(2);
         while let Ok(ev) = rx.try_recv() {
-            if let Event::Lines { source, text } = ev {
-                self.handle_lines(&source, &text);
+            match ev {
+                Event::Lines { source, text } => self.handle_lines(&source, &text),
+                Event::Mark { mark, .. } => self.mark(mark),
+                Event::End { .. } => {}
             }
             if Instant::now() > until {
                 break;

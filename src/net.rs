@@ -131,6 +131,20 @@ pub fn tls_connect(
     host: &str,
     tls: &crate::config::TlsCfg,
 ) -> Result<native_tls::TlsStream<std::net::TcpStream>, String> {
+    tls_connect_until(stream, host, tls, None)
+}
+
+/// `tls_connect` for a socket whose read timeout is a short slice: the
+/// handshake is resumed after each slice until `limit`'s deadline passes
+/// (an error saying it timed out) or its stop flag is set (an error saying
+/// so; the caller sees the flag). A silent server then cannot hold up shutdown.
+#[cfg(feature = "tls")]
+pub fn tls_connect_until(
+    stream: std::net::TcpStream,
+    host: &str,
+    tls: &crate::config::TlsCfg,
+    limit: Option<(std::time::Instant, &crate::event::Stop)>,
+) -> Result<native_tls::TlsStream<std::net::TcpStream>, String> {
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let mut b = native_tls::TlsConnector::builder();
     if let Some(ca) = &tls.ca_file {
@@ -150,10 +164,17 @@ pub fn tls_connect(
         b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
     }
     let connector = b.build().map_err(|e| format!("TLS to {host}: cannot set up TLS: {e}"))?;
-    match connector.connect(host, stream) {
-        Ok(s) => Ok(s),
-        Err(native_tls::HandshakeError::WouldBlock(_)) => Err(format!("TLS handshake with {host} timed out")),
-        Err(native_tls::HandshakeError::Failure(e)) => Err(tls_error_message(host, &e.to_string())),
+    let mut res = connector.connect(host, stream);
+    loop {
+        match res {
+            Ok(s) => return Ok(s),
+            Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_error_message(host, &e.to_string())),
+            Err(native_tls::HandshakeError::WouldBlock(mid)) => match limit {
+                Some((_, stop)) if stop.is_stopped() => return Err(format!("TLS handshake with {host}: stopped")),
+                Some((deadline, _)) if std::time::Instant::now() < deadline => res = mid.handshake(),
+                _ => return Err(format!("TLS handshake with {host} timed out")),
+            },
+        }
     }
 }
 

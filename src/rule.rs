@@ -297,7 +297,8 @@ impl RuleSet {
         let scan = if srcs.is_empty() {
             None
         } else {
-            let multi: Vec<String> = srcs.iter().map(|s| format!("(?m:{s})")).collect();
+            // Multi-line, CRLF-aware: `^`/`$` are line boundaries, `\r\n` included.
+            let multi: Vec<String> = srcs.iter().map(|s| format!("(?mR:{s})")).collect();
             Some(meta::Regex::new_many(&multi).map_err(|e| e.to_string())?)
         };
         Ok(RuleSet { rules, scan, set })
@@ -315,7 +316,8 @@ impl RuleSet {
             let Some(m) = scan.find(Input::new(bytes).span(at..bytes.len())) else { break };
             let ls = memrchr(b'\n', &bytes[at..m.start()]).map_or(at, |p| at + p + 1);
             let le = memchr(b'\n', &bytes[m.start()..]).map_or(bytes.len(), |p| m.start() + p);
-            let line = &text[ls..le];
+            // A CRLF line is matched and reported without its `\r`.
+            let line = text[ls..le].strip_suffix('\r').unwrap_or(&text[ls..le]);
             let hits = self.set.matches(line);
             if hits.matched_any() {
                 on_line(line, &mut hits.into_iter());
@@ -375,6 +377,13 @@ mod tests {
         let s = RuleSet::compile(&[rule("a", Some("^start"), None), rule("b", Some("end$"), None)], &|_| Some(0)).unwrap();
         let h = hits(&s, "x start\nstart x\nthe end\nend x\n");
         assert_eq!(h, vec![("start x".into(), vec![0]), ("the end".into(), vec![1])]);
+    }
+
+    #[test]
+    fn crlf_lines_lose_their_cr() {
+        let s = RuleSet::compile(&[rule("b", Some("end$"), None)], &|_| Some(0)).unwrap();
+        let h = hits(&s, "the end\r\nend x\r\n");
+        assert_eq!(h, vec![("the end".into(), vec![0])]);
     }
 
     #[test]

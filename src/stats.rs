@@ -44,8 +44,3 @@ counters! {
 pub fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
-
-/// Read a counter.
-pub fn get(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
-}

@@ -154,3 +154,30 @@ fn features_of_later_versions_are_refused_clearly() {
     assert_eq!(code, 2);
     assert!(err.contains("not supported yet") && err.contains(":2:"), "{err}");
 }
+
+#[test]
+fn every_example_config_is_valid() {
+    // Examples name their secrets as env vars; give them values.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
+            continue;
+        }
+        let o = std::process::Command::new(crate::util::BIN)
+            .args(["test", "--config", p.to_str().unwrap()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("HOOK_URL", "https://hooks.example.org/x")
+            .env("HOOK_TOKEN", "t")
+            .env("K8S_TOKEN", "t")
+            .env("AZURE_PASS", "p")
+            .env("PASS", "p")
+            .env("TOKEN", "t")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}: {}", p.display(), String::from_utf8_lossy(&o.stderr));
+        n += 1;
+    }
+    assert!(n >= 2, "found {n} example configs");
+}

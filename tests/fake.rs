@@ -504,6 +504,10 @@ impl HttpStream {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
     /// Requests answered so far.
     pub fn requests(&self) -> usize {
         self.count.load(Ordering::SeqCst)

@@ -46,7 +46,13 @@ fn alerts(w: &Watcher, text: &str) -> usize {
 }
 
 fn wait_alert(w: &Watcher, text: &str) {
-    wait_for(T, &format!("alert for {text:?}; stdout {:?}; stderr {:?}", w.stdout(), w.stderr()), || alerts(w, text) > 0);
+    let end = Instant::now() + T;
+    while alerts(w, text) == 0 {
+        if Instant::now() > end {
+            panic!("no alert for {text:?} within {T:?}; stdout {:?}; stderr {:?}", w.stdout(), w.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -249,24 +255,27 @@ fn http_headers_are_sent_and_not_logged() {
 }
 
 #[test]
-#[ignore = "config.rs: `auth: { bearer: .. }` does not parse yet (serde_yaml 0.9 wants !bearer tags for enums)"]
-fn http_auth_bearer_is_sent() {
-    let srv = HttpStream::start(|_, n| if n == 0 { StreamReply::body(Framing::Chunked, &["ERROR h\n"], true) } else { StreamReply::hang() });
-    let dir = TempDir::new("http-headers");
-    let cfg = config(&dir, &[stream("h", "http", &srv.url("/"), "headers: { X-Api-Key: k123 }, auth: { bearer: tok-456 }")], "ERROR", "");
+fn http_auth_basic_and_bearer_are_sent() {
+    let srv = HttpStream::start(|_, n| if n < 2 { StreamReply::body(Framing::Chunked, &["ERROR h\n"], true) } else { StreamReply::hang() });
+    let dir = TempDir::new("http-auth");
+    let cfg = config(
+        &dir,
+        &[stream("b", "http", &srv.url("/b"), "auth: { bearer: tok-456 }"), stream("u", "http", &srv.url("/u"), "auth: { basic: \"$$app:s3cret\" }")],
+        "ERROR",
+        "",
+    );
     let w = watch(&cfg);
-    wait_alert(&w, "ERROR h");
-    let r = srv.expect(T, "request");
-    assert_eq!(r.header("x-api-key"), Some("k123"));
-    assert_eq!(r.header("authorization"), Some("Bearer tok-456"));
-    // Secrets never in the log.
-    assert!(w.stderr().iter().all(|l| !l.contains("tok-456") && !l.contains("k123")), "{:?}", w.stderr());
+    wait_for(T, "two alerts", || alerts(&w, "ERROR h") == 2);
+    let mut reqs = [srv.expect(T, "first"), srv.expect(T, "second")];
+    reqs.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(reqs[0].header("authorization"), Some("Bearer tok-456"));
+    assert_eq!(reqs[1].header("authorization"), Some("Basic JGFwcDpzM2NyZXQ="));
+    assert!(w.stderr().iter().all(|l| !l.contains("tok-456") && !l.contains("s3cret")), "{:?}", w.stderr());
 }
 
 /// Recipe: Azure App Service log stream — HTTP streaming with basic auth
 /// (the deployment credentials); anything else is answered 401.
 #[test]
-#[ignore = "config.rs: `auth: { basic: .. }` does not parse yet (serde_yaml 0.9 wants !basic tags for enums)"]
 fn recipe_azure_app_service_log_stream() {
     let want = format!("Basic {}", "JGFwcDpzM2NyZXQ="); // "$app:s3cret"
     let srv = HttpStream::start(move |r, _| {
@@ -284,8 +293,8 @@ fn recipe_azure_app_service_log_stream() {
     });
     let dir = TempDir::new("azure");
     let yaml = format!(
-        "identity: {{ name: test }}\ninputs:\n  streams:\n    - name: azure\n      type: http\n      url: \"{}/api/logstream\"\n      auth: {{ basic: \"$$app:${{AZ_PASS}}\" }}\n      reconnect_delay: 0.1\n    - name: azure-wrong\n      type: http\n      url: \"{}/api/logstream\"\n      auth: {{ basic: \"$$app:wrong\" }}\nalerts:\n  console: {{ type: stdout }}\nrules:\n  - name: r\n    pattern: \"\\\\[Error\\\\]\"\n    alert: console\n    cooldown: 0\n",
-        srv.base, srv.base
+        "identity: {{ name: test }}\ninputs:\n  streams:\n    - name: azure\n      type: http\n      url: \"http://$$app:${{AZ_PASS}}@{}/api/logstream\"\n      reconnect_delay: 0.1\n    - name: azure-wrong\n      type: http\n      url: \"http://$$app:wrong@{}/api/logstream\"\nalerts:\n  console: {{ type: stdout }}\nrules:\n  - name: r\n    pattern: \"\\\\[Error\\\\]\"\n    alert: console\n    cooldown: 0\n",
+        srv.addr(), srv.addr()
     );
     let cfg = dir.write("cfg.yaml", &yaml);
     let w = Watcher::start_with(&["watch", "--config", cfg.to_str().unwrap()], |c| {
@@ -300,7 +309,6 @@ fn recipe_azure_app_service_log_stream() {
 /// Recipe: Kubernetes pod logs over HTTP — `follow=true&timestamps=true`,
 /// a bearer token, a chunked body that stays open.
 #[test]
-#[ignore = "config.rs: `auth: { bearer: .. }` does not parse yet (serde_yaml 0.9 wants !bearer tags for enums)"]
 fn recipe_kubernetes_pod_logs_over_http() {
     let srv = HttpStream::start(|r, _| {
         if r.header("authorization") != Some("Bearer k8s-token-1") {
@@ -318,7 +326,7 @@ fn recipe_kubernetes_pod_logs_over_http() {
     let dir = TempDir::new("k8s");
     let cfg = config(
         &dir,
-        &[stream("k8s", "http", &srv.url("/api/v1/namespaces/default/pods/p/log?follow=true&timestamps=true"), "auth: { bearer: \"${K8S_TOKEN}\" }")],
+        &[stream("k8s", "http", &srv.url("/api/v1/namespaces/default/pods/p/log?follow=true&timestamps=true"), "headers: { Authorization: \"Bearer ${K8S_TOKEN}\" }")],
         "OperationalError",
         "",
     );
@@ -516,4 +524,18 @@ fn real_peer_socat_tcp_server() {
     for i in (0..1000).filter(|i| i % 100 == 7) {
         assert_eq!(alerts(&w, &format!("line {i} ERROR")), 1, "{i}");
     }
+}
+
+#[test]
+fn http_proxy_from_the_environment_is_used() {
+    let proxy = HttpStream::start(|_, n| if n == 0 { StreamReply::body(Framing::Chunked, &["ERROR via proxy\n"], true) } else { StreamReply::hang() });
+    let dir = TempDir::new("http-proxy");
+    let cfg = config(&dir, &[stream("p", "http", "http://logs.invalid:8080/tail?x=1", "")], "ERROR", "");
+    let w = Watcher::start_with(&["watch", "--config", cfg.to_str().unwrap()], |c| {
+        c.env("HTTP_PROXY", &proxy.base).env_remove("NO_PROXY").env_remove("no_proxy").env_remove("ALL_PROXY").env_remove("HTTPS_PROXY");
+    });
+    wait_alert(&w, "ERROR via proxy");
+    let r = proxy.expect(T, "proxied request");
+    assert_eq!(r.path, "http://logs.invalid:8080/tail?x=1");
+    assert_eq!(r.header("host"), Some("logs.invalid:8080"));
 }

@@ -9,6 +9,7 @@ mod oneshot;
 mod file_follow;
 mod listen;
 mod shutdown;
+mod state;
 mod streams;
 mod webhook;
 mod websocket;

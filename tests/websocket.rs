@@ -155,6 +155,8 @@ impl WsServer {
                         let _ = tx.send((n, Ev::Ended));
                         return;
                     };
+                    // The error type is tungstenite's.
+                    #[allow(clippy::result_large_err)]
                     let cb = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
                         let h = Hs {
                             path: req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default(),

@@ -10,11 +10,19 @@
 //! Idle cost: one fd per file, no thread per file, a 250 ms poll timeout to
 //! notice the stop flag. Reading: 128 KiB chunks, one `Event::Lines` per
 //! chunk's worth of whole lines, one shared read buffer.
+//!
+//! With `--state`, each path starts from its saved files and positions (see
+//! `plan_resume`: a file rotated while we were not running is found by inode
+//! in the same directory and finished first), and an `Event::Mark` follows the
+//! batches of each read turn: the files open for the path and the byte after
+//! the last whole line sent. With `--once`, no inotify: every file is read to
+//! its current end, then `Event::End` ends the run.
 
 use super::lines::Lines;
 use super::send;
 use crate::config::{is_glob, FileSpec, ReadFrom};
 use crate::event::{Event, Source, Stop};
+use crate::state::{self, FilePos, Mark};
 use crate::stats::{self, STATS};
 use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -38,17 +46,40 @@ const RESCAN: Duration = Duration::from_secs(1);
 /// (an application writes to its old file until it reopens its log).
 const LINGER: Duration = Duration::from_secs(5);
 
+/// How the file input starts and ends (`--once`, `--state`).
+#[derive(Default)]
+pub struct Options {
+    /// Read every file to its current end, send `Event::End`, stop.
+    pub once: bool,
+    /// Saved positions to start from; also: send `Event::Mark`s.
+    pub resume: Option<Resume>,
+}
+
+/// The file positions loaded from a state file.
+pub struct Resume {
+    /// The state file, named in warnings.
+    pub state_file: PathBuf,
+    /// Absolute path -> its files, oldest first (as `state::State::files`).
+    pub files: BTreeMap<String, Vec<FilePos>>,
+}
+
 /// Follow `files` until `stop` (or until the matcher is gone).
 pub fn spawn(files: Vec<FileSpec>, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) -> JoinHandle<()> {
-    // The first scan (opening each file, placing it at its end) happens before
-    // this returns: a line appended once `watch` says it runs is never missed.
-    let mut f = Follower::new(files, max_line_bytes, tx, stop);
+    spawn_with(files, max_line_bytes, tx, stop, Options::default())
+}
+
+/// `spawn`, resuming saved positions and/or reading once.
+pub fn spawn_with(files: Vec<FileSpec>, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, opts: Options) -> JoinHandle<()> {
+    // The first scan (opening each file, placing it at its end or its saved
+    // position) happens before this returns: a line appended once `watch`
+    // says it runs is never missed.
+    let mut f = Follower::new(files, max_line_bytes, tx, stop, opts);
     let _ = f.rescan(true);
     std::thread::Builder::new()
         .name("input:files".into())
         .stack_size(256 * 1024)
         .spawn(move || {
-            let _ = f.run();
+            let _ = if f.once { f.run_once() } else { f.run() };
             log::debug!("file input stopped");
         })
         .expect("cannot start the file input thread")
@@ -77,11 +108,17 @@ struct Open {
     lines: Lines,
     /// Last time it grew (or was detached): lingering old files close after `LINGER` of quiet.
     grew: Instant,
+    /// Fingerprint of its first bytes and how many (`--state`), computed when first needed.
+    fp: Option<(u64, u32)>,
 }
 
 /// One path being followed (a plain path, or one a glob produced).
 struct Tracked {
     source: Source,
+    /// The absolute path: its key in the state file.
+    abs: String,
+    /// The files and positions the matcher was last told (`--state`); `None`: no entry.
+    last_mark: Option<Vec<FilePos>>,
     from_glob: bool,
     dir: PathBuf,
     /// When the path is a symlink: where it points (its directory is watched
@@ -106,10 +143,13 @@ struct Io {
     tx: Sender<Event>,
     stop: Stop,
     max: usize,
+    /// Lines were sent since this was last cleared (a mark may be due).
+    sent: bool,
 }
 
 impl Io {
-    fn send(&self, source: &Source, text: String) -> Result<(), Quit> {
+    fn send(&mut self, source: &Source, text: String) -> Result<(), Quit> {
+        self.sent = true;
         send(&self.tx, &self.stop, Event::Lines { source: source.clone(), text })
     }
 }
@@ -123,6 +163,14 @@ struct Follower {
     notify: Option<notify::Inotify>,
     io: Io,
     gen: u64,
+    /// `--once`: read to the end, then stop.
+    once: bool,
+    /// `--state`: send `Event::Mark`s.
+    marks: bool,
+    /// Saved positions, used up by the first scan.
+    resume: Option<Resume>,
+    /// State entries to drop (paths no longer followed).
+    forgets: Vec<String>,
 }
 
 /// What a wait for inotify events found.
@@ -159,7 +207,7 @@ fn glob_base(pattern: &str) -> PathBuf {
 }
 
 impl Follower {
-    fn new(files: Vec<FileSpec>, max: usize, tx: Sender<Event>, stop: Stop) -> Follower {
+    fn new(files: Vec<FileSpec>, max: usize, tx: Sender<Event>, stop: Stop, opts: Options) -> Follower {
         let specs = files
             .into_iter()
             .map(|f| {
@@ -173,15 +221,52 @@ impl Follower {
             files: BTreeMap::new(),
             index: HashMap::new(),
             index_stale: true,
-            notify: notify::Inotify::new(),
-            io: Io { tx, stop, max },
+            notify: if opts.once { None } else { notify::Inotify::new() },
+            io: Io { tx, stop, max, sent: false },
             gen: 0,
+            once: opts.once,
+            marks: opts.resume.is_some(),
+            resume: opts.resume,
+            forgets: Vec::new(),
         }
+    }
+
+    /// `--once`: read every file (rotated ones first) to its current end, then
+    /// say where each one ended and that the input is done.
+    fn run_once(&mut self) -> Result<(), Quit> {
+        self.send_marks()?;
+        self.service()?;
+        // Rotated files are finished for good: a last line without newline counts.
+        for t in self.files.values_mut() {
+            for mut o in t.old.drain(..) {
+                if let Some(text) = o.lines.flush_partial() {
+                    self.io.send(&t.source, text)?;
+                }
+            }
+        }
+        self.send_marks()?;
+        send(&self.io.tx, &self.io.stop, Event::End { source: Arc::from("files") })
+    }
+
+    /// Tell the matcher about paths whose files or positions changed (after a
+    /// rescan), and about paths no longer followed.
+    fn send_marks(&mut self) -> Result<(), Quit> {
+        if !self.marks {
+            return Ok(());
+        }
+        for path in std::mem::take(&mut self.forgets) {
+            send(&self.io.tx, &self.io.stop, Event::Mark { source: Arc::from("files"), mark: Mark::File { path, files: Vec::new() } })?;
+        }
+        for t in self.files.values_mut() {
+            sync_mark(t, &self.io)?;
+        }
+        Ok(())
     }
 
     fn run(&mut self) -> Result<(), Quit> {
         let mut next_rescan = Instant::now() + RESCAN;
         let mut changes = Vec::new();
+        self.send_marks()?;
         loop {
             self.service()?;
             if self.io.stop.is_stopped() {
@@ -213,6 +298,7 @@ impl Follower {
             }
             if rescan {
                 self.rescan(false)?;
+                self.send_marks()?;
                 next_rescan = Instant::now() + RESCAN;
             }
         }
@@ -227,7 +313,12 @@ impl Follower {
                     continue;
                 }
                 t.due = false;
-                if read_tracked(key, t, &mut self.io)? {
+                self.io.sent = false;
+                let got_more = read_tracked(key, t, &mut self.io)?;
+                if self.marks && self.io.sent {
+                    sync_mark(t, &self.io)?;
+                }
+                if got_more {
                     t.due = true;
                     more = true;
                 }
@@ -246,6 +337,7 @@ impl Follower {
     fn rescan(&mut self, first: bool) -> Result<(), Quit> {
         self.gen += 1;
         let gen = self.gen;
+        let mut linked = Vec::new();
         for si in 0..self.specs.len() {
             let paths: Vec<PathBuf> = if self.specs[si].glob {
                 expand(&self.specs[si].pattern)
@@ -254,7 +346,11 @@ impl Follower {
             };
             let spec = &mut self.specs[si];
             if spec.glob && paths.is_empty() && !spec.said_nothing {
-                log::info!("no file matches {} yet; waiting for one", spec.pattern);
+                if self.once {
+                    log::info!("no file matches {}", spec.pattern);
+                } else {
+                    log::info!("no file matches {} yet; waiting for one", spec.pattern);
+                }
                 spec.said_nothing = true;
             }
             for p in paths {
@@ -263,30 +359,46 @@ impl Follower {
                     continue;
                 }
                 spec.said_nothing = false;
-                let initial = if first && spec.read_from == ReadFrom::End {
-                    std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (m.dev(), m.ino(), m.len()))
-                } else {
-                    None
-                };
+                let abs = abs_key(&p);
+                // A saved entry decides where the path starts; without one, `read_from` does.
+                let saved = if first { self.resume.as_mut().and_then(|r| r.files.remove_entry(&abs)) } else { None };
+                let (mut cur, mut old, mut initial) = (None, Vec::new(), None);
+                if let (Some((_, v)), Some(r)) = (&saved, &self.resume) {
+                    (cur, old) = plan_resume(&p, v, &r.state_file, self.io.max);
+                } else if first && spec.read_from == ReadFrom::End {
+                    initial = std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (m.dev(), m.ino(), m.len()));
+                }
                 if spec.glob && !first {
                     log::info!("{} matches {}: a new file to follow", p.display(), spec.pattern);
                 }
+                let resumed = cur.is_some();
                 let t = Tracked {
                     source: Arc::from(format!("file:{}", p.display())),
+                    abs,
+                    last_mark: saved.map(|(_, v)| v),
                     from_glob: spec.glob,
                     dir: parent_dir(&p),
                     link: None,
-                    cur: None,
-                    old: Vec::new(),
+                    cur,
+                    old,
                     initial,
                     problem: None,
                     said_waiting: false,
                     seen: gen,
                     due: true,
                 };
-                self.files.insert(p, t);
+                self.files.insert(p.clone(), t);
                 self.index_stale = true;
+                if resumed {
+                    linked.push(p);
+                }
             }
+        }
+        for p in linked {
+            self.note_link(&p);
+        }
+        if first {
+            self.resume_leftovers(gen);
         }
         // Glob matches that are gone: finish what is open, then forget them.
         for (key, t) in self.files.iter_mut() {
@@ -328,7 +440,14 @@ impl Follower {
             }
         }
         let before = self.files.len();
-        self.files.retain(|_, t| !(t.from_glob && t.seen != gen && t.cur.is_none() && t.old.is_empty()));
+        let forgets = &mut self.forgets;
+        self.files.retain(|_, t| {
+            let gone = t.from_glob && t.seen != gen && t.cur.is_none() && t.old.is_empty();
+            if gone && t.last_mark.is_some() {
+                forgets.push(t.abs.clone());
+            }
+            !gone
+        });
         if self.files.len() != before {
             self.index_stale = true;
         }
@@ -358,6 +477,7 @@ impl Follower {
     /// Compare the path with the file open for it; open, switch or note a problem.
     fn check(&mut self, key: &Path) {
         let name = key.display();
+        let once = self.once;
         let meta = std::fs::metadata(key);
         let Some(t) = self.files.get_mut(key) else { return };
         let id = match meta {
@@ -384,7 +504,11 @@ impl Follower {
                     o.grew = Instant::now();
                     t.old.push(o);
                 } else if !t.from_glob && !t.said_waiting {
-                    log::info!("{name} does not exist yet; waiting for it");
+                    if once {
+                        log::info!("{name} does not exist; nothing to read");
+                    } else {
+                        log::info!("{name} does not exist yet; waiting for it");
+                    }
                     t.said_waiting = true;
                 }
                 return;
@@ -438,6 +562,45 @@ impl Follower {
                 self.note_link(key);
             }
             Err(e) => problem(t, key, e),
+        }
+    }
+
+    /// Saved entries no configured path used: a glob match renamed or removed
+    /// while we were not running (finish its file if it is still in the
+    /// directory), or a path no longer configured (forget it).
+    fn resume_leftovers(&mut self, gen: u64) {
+        let Some(r) = &mut self.resume else { return };
+        let left = std::mem::take(&mut r.files);
+        for (abs, saved) in left {
+            let p = PathBuf::from(&abs);
+            let globbed = self.specs.iter().any(|s| s.glob && glob::Pattern::new(&abs_key(Path::new(&s.pattern))).is_ok_and(|g| g.matches_path(&p)));
+            if !globbed {
+                log::debug!("state file {}: {abs} is no longer followed; dropping its entry", r.state_file.display());
+                self.forgets.push(abs);
+                continue;
+            }
+            let (_, old) = plan_resume(&p, &saved, &r.state_file, self.io.max);
+            if old.is_empty() {
+                self.forgets.push(abs);
+                continue;
+            }
+            let t = Tracked {
+                source: Arc::from(format!("file:{abs}")),
+                abs,
+                last_mark: Some(saved),
+                from_glob: true,
+                dir: parent_dir(&p),
+                link: None,
+                cur: None,
+                old,
+                initial: None,
+                problem: None,
+                said_waiting: true,
+                seen: gen,
+                due: true,
+            };
+            self.files.insert(p, t);
+            self.index_stale = true;
         }
     }
 
@@ -509,7 +672,129 @@ fn open_at(path: &Path, initial: Option<(u64, u64, u64)>, max: usize) -> Result<
         _ => 0,
     };
     file.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek: {e}"))?;
-    Ok(Open { file, id, pos, lines, grew: Instant::now() })
+    Ok(Open { file, id, pos, lines, grew: Instant::now(), fp: None })
+}
+
+/// The key of a path in the state file: absolute, not resolved (files are
+/// followed by name, so a symlink is its own entry).
+fn abs_key(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).to_string_lossy().into_owned()
+}
+
+/// Where a path with saved files starts (`--state`). The file at the path is
+/// resumed at its saved position if it is the same file (device, inode, first
+/// bytes) and not shorter; a saved file no longer at the path (rotated while
+/// we were not running) is looked for by inode among the other files of the
+/// directory (`app.log.1`, `app.log-20261204`; a compressed copy is a new
+/// inode, never found) and finished from its position first. Otherwise the
+/// file at the path is new since, or was truncated: read from its start.
+/// Returns (the file at the path, resumed; the rotated files to finish first).
+fn plan_resume(path: &Path, saved: &[FilePos], state_file: &Path, max: usize) -> (Option<Open>, Vec<Open>) {
+    let name = path.display();
+    let sf = state_file.display();
+    let at_path = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| (m.dev(), m.ino()));
+    let (mut cur, mut old) = (None, Vec::new());
+    for (i, fp) in saved.iter().enumerate() {
+        let top = i + 1 == saved.len();
+        if at_path == Some((fp.dev, fp.ino)) {
+            if !top {
+                log::debug!("{name}: a file rotated away before the last run is back at the path; not resuming it");
+                continue;
+            }
+            match open_resumed(path, fp, max) {
+                Ok(o) => {
+                    log::info!("{name}: resuming at byte {} (state file {sf})", o.pos);
+                    cur = Some(o);
+                }
+                Err(why) => log::info!("{name} changed since the last run ({why}): reading it from the start"),
+            }
+            continue;
+        }
+        match find_in_dir(&parent_dir(path), fp) {
+            Some(p) => match open_resumed(&p, fp, max) {
+                Ok(o) => {
+                    log::info!("{name} was rotated while tinywatcher was not running: finishing {} from byte {} first", p.display(), o.pos);
+                    old.push(o);
+                }
+                Err(why) => log::warn!("state file {sf}: the file that was {name} is now {}, but {why}; not reading the rest of it", p.display()),
+            },
+            None if top && at_path.is_some() => {
+                log::warn!("state file {sf}: the file that was {name} at the last run is gone (rotated and removed or compressed?); reading the new {name} from its start")
+            }
+            None if top => log::warn!("state file {sf}: {name} no longer exists; starting fresh for it"),
+            None => log::warn!("state file {sf}: a rotated file of {name} (inode {}) is gone; the rest of it is not read", fp.ino),
+        }
+    }
+    (cur, old)
+}
+
+/// Open a saved file at its saved position, if it is still that file.
+fn open_resumed(path: &Path, fp: &FilePos, max: usize) -> Result<Open, String> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("it cannot be opened: {e}"))?;
+    let m = file.metadata().map_err(|e| format!("it cannot be looked at: {e}"))?;
+    if !m.is_file() || (m.dev(), m.ino()) != (fp.dev, fp.ino) {
+        return Err("it was replaced".into());
+    }
+    if m.len() < fp.pos {
+        return Err("truncated: shorter than the saved position".into());
+    }
+    if !state::fingerprint_matches(&file, fp).unwrap_or(false) {
+        return Err("its first bytes differ: truncated and rewritten".into());
+    }
+    let mut lines = Lines::new(max);
+    if fp.pos > 0 {
+        // A saved position is just after a newline, unless a line too long
+        // was being skipped: skip the rest of that one.
+        let mut b = [0u8; 1];
+        if file.read_exact_at(&mut b, fp.pos - 1).is_ok() && b[0] != b'\n' {
+            lines.skip_to_newline();
+        }
+    }
+    file.seek(SeekFrom::Start(fp.pos)).map_err(|e| format!("it cannot be read: {e}"))?;
+    Ok(Open { file, id: (fp.dev, fp.ino), pos: fp.pos, lines, grew: Instant::now(), fp: Some((fp.fp, fp.fp_len)) })
+}
+
+/// The regular file in `dir` with `fp`'s device and inode.
+fn find_in_dir(dir: &Path, fp: &FilePos) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        // lstat: a symlink to the file is not the file.
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_file() && (m.dev(), m.ino()) == (fp.dev, fp.ino) {
+            return Some(e.path());
+        }
+    }
+    None
+}
+
+/// Where an open file is: the byte after the last whole line sent (the held
+/// partial line is not counted, so it is read again after a restart).
+fn file_pos(o: &mut Open) -> Option<FilePos> {
+    // A fingerprint of fewer than FP_BYTES is taken again once the file is longer.
+    if o.fp.map_or(true, |(_, n)| (n as usize) < state::FP_BYTES && o.pos > n as u64) {
+        o.fp = state::fingerprint(&o.file).ok();
+    }
+    let (fp, fp_len) = o.fp?;
+    let pos = o.pos.saturating_sub(o.lines.partial_len() as u64);
+    Some(FilePos { dev: o.id.0, ino: o.id.1, fp, fp_len, pos })
+}
+
+/// Send an `Event::Mark` for a path if its files or positions changed since
+/// the last one: after the batches it covers, on the same channel.
+fn sync_mark(t: &mut Tracked, io: &Io) -> Result<(), Quit> {
+    let files: Vec<FilePos> = t.old.iter_mut().chain(t.cur.iter_mut()).filter_map(file_pos).collect();
+    let same = match &t.last_mark {
+        Some(v) => *v == files,
+        None => files.is_empty(),
+    };
+    if same {
+        return Ok(());
+    }
+    t.last_mark = if files.is_empty() { None } else { Some(files.clone()) };
+    send(&io.tx, &io.stop, Event::Mark { source: t.source.clone(), mark: Mark::File { path: t.abs.clone(), files } })
 }
 
 /// Where to start reading "at the end" `pos`: after the last newline before
@@ -580,6 +865,7 @@ fn read_open(key: &Path, o: &mut Open, source: &Source, io: &mut Io) -> Result<G
             return Ok(Got::Failed(format!("cannot seek: {e}")));
         }
         o.pos = 0;
+        o.fp = None;
     }
     if size == o.pos {
         return Ok(Got::Done);
@@ -841,7 +1127,7 @@ mod tests {
                     }
                 }
                 Ok(Event::End { .. }) => self.ended = true,
-                Err(_) => {}
+                Ok(Event::Mark { .. }) | Err(_) => {}
             }
         }
         /// Receive until a line contains `needle` (5 s at most).
@@ -1145,7 +1431,7 @@ mod tests {
         }
         std::fs::write(&p, &body).unwrap();
         let t = Instant::now();
-        let mut r = Run::start(&[(&d.s("big.log"), ReadFrom::Beginning)], 64 * 1024);
+        let r = Run::start(&[(&d.s("big.log"), ReadFrom::Beginning)], 64 * 1024);
         let (mut lines, mut bytes) = (0usize, 0usize);
         while lines < 1_000_000 {
             if let Ok(Event::Lines { text, .. }) = r.rx.recv_timeout(Duration::from_secs(5)) {

@@ -82,12 +82,9 @@ impl Lines {
         let len = data.len();
         let (mut seg, mut r) = (0, 0);
         loop {
-            let end = len.min(r + max + 1);
-            if let Some(q) = memrchr_nl(&data[r..end]) {
-                r += q + 1;
-                continue;
-            }
-            if end == len && len - r <= max {
+            let long;
+            (r, long) = short_lines_end(data, r, max);
+            if !long {
                 break; // a partial line (possibly empty) is left
             }
             // The line at `r` has more than `max` bytes: keep `max`, skip the rest.
@@ -135,17 +132,8 @@ impl Lines {
         if self.discarding {
             return self.feed(&data);
         }
-        let (max, len) = (self.max, data.len());
-        let mut r = 0;
-        loop {
-            let end = len.min(r + max + 1);
-            if let Some(q) = memrchr_nl(&data[r..end]) {
-                r += q + 1;
-                continue;
-            }
-            if end == len && len - r <= max {
-                break;
-            }
+        let (r, long) = short_lines_end(&data, 0, self.max);
+        if long {
             return self.feed(&data); // a line too long: the general path cuts it
         }
         self.pending.extend_from_slice(&data[r..]);
@@ -181,8 +169,7 @@ impl Lines {
         }
     }
 
-    /// Bytes held as a partial line.
-    #[cfg(test)]
+    /// Bytes held as a partial line (a file's saved position stops before them).
     pub fn partial_len(&self) -> usize {
         self.pending.len()
     }
@@ -202,6 +189,23 @@ fn finish(out: Vec<u8>) -> Option<String> {
             String::from_utf8_lossy(e.as_bytes()).into_owned()
         }
     })
+}
+
+/// Step from the line start `r` over whole lines of at most `max` bytes:
+/// returns where the stepping stopped, and whether a line longer than `max`
+/// starts there (otherwise what is left is a partial line, possibly empty).
+/// From each line start it looks backwards from `max` ahead for the last
+/// newline, so a run of short lines is crossed in a few steps.
+#[inline]
+fn short_lines_end(data: &[u8], mut r: usize, max: usize) -> (usize, bool) {
+    let len = data.len();
+    loop {
+        let end = len.min(r + max + 1);
+        match memrchr_nl(&data[r..end]) {
+            Some(q) => r += q + 1,
+            None => return (r, !(end == len && len - r <= max)),
+        }
+    }
 }
 
 /// Move a cut at `cut` back (at most 3 bytes, not before `lo`) so it does not

@@ -283,11 +283,14 @@ impl Conn {
     }
 }
 
+/// Where `pump` hands each chunk read.
+pub type Sink<'a> = dyn FnMut(&mut Conn, &[u8]) -> Result<(), StreamError> + 'a;
+
 /// Read `r` (whose socket has a read timeout of `READ_SLICE`) until the peer
 /// closes it, handing each chunk to `sink`. Returns `Ok(())` at the end of the
 /// stream; `Lost` after `idle` without a byte (zero: never) or on a read
 /// error; `Stopped` when the stop flag is set.
-pub fn pump<R: Read + ?Sized>(r: &mut R, conn: &mut Conn, idle: Duration, sink: &mut dyn FnMut(&mut Conn, &[u8]) -> Result<(), StreamError>) -> Result<(), StreamError> {
+pub fn pump<R: Read + ?Sized>(r: &mut R, conn: &mut Conn, idle: Duration, sink: &mut Sink) -> Result<(), StreamError> {
     let mut buf = vec![0u8; READ_BUF];
     let mut last = Instant::now();
     loop {
@@ -380,5 +383,103 @@ pub fn set_keepalive(s: &std::net::TcpStream) {
             libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, &intvl as *const _ as *const libc::c_void, sz);
             libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &cnt as *const _ as *const libc::c_void, sz);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TlsCfg;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    fn spec(kind: StreamType, url: String) -> StreamSpec {
+        StreamSpec {
+            name: format!("{kind:?}"),
+            kind,
+            url,
+            headers: vec![],
+            reconnect_delay: Duration::from_millis(100),
+            max_reconnect_delay: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(30),
+            tls: TlsCfg::default(),
+            auth: None,
+            ping_interval: Duration::from_secs(30),
+            max_message_bytes: 1 << 20,
+            subprotocols: vec![],
+        }
+    }
+
+    /// A server that answers `head` to every connection, then holds it open.
+    fn server(head: &'static [u8]) -> (u16, Stop) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let done = Stop::new();
+        let d = done.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in l.incoming() {
+                if d.is_stopped() {
+                    return;
+                }
+                let Ok(mut c) = c else { continue };
+                let _ = c.write_all(head);
+                held.push(c);
+            }
+        });
+        (port, done)
+    }
+
+    /// Every stream type's thread ends within a second of the stop flag,
+    /// whether blocked in a read, waiting for an HTTP answer, or sleeping
+    /// before a retry at the maximum delay.
+    #[test]
+    fn every_stream_thread_exits_promptly_on_stop() {
+        let (tcp, _a) = server(b"hello\n");
+        let (http, _b) = server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n");
+        let (sse, _c) = server(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: hi\n\n");
+        let (silent, _d) = server(b"");
+        let (refused, _e) = server(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+        let (tx, rx) = crossbeam_channel::bounded(1000);
+        let stop = Stop::new();
+        let specs = vec![
+            spec(StreamType::Tcp, format!("127.0.0.1:{tcp}")),
+            spec(StreamType::Http, format!("http://127.0.0.1:{http}/")),
+            spec(StreamType::Sse, format!("http://127.0.0.1:{sse}/")),
+            { let mut s = spec(StreamType::Http, format!("http://127.0.0.1:{silent}/")); s.name = "silent".into(); s },
+            { let mut s = spec(StreamType::Http, format!("http://127.0.0.1:{refused}/")); s.name = "refused".into(); s },
+            // websocket: covered in websocket.rs (its handshake is its own code).
+        ];
+        let handles: Vec<_> = specs.into_iter().map(|s| spawn(s, 1024, tx.clone(), stop.clone())).collect();
+        // Three streams deliver a line each: they are connected and blocked in a read.
+        let mut got = 0;
+        let end = Instant::now() + Duration::from_secs(10);
+        while got < 3 && Instant::now() < end {
+            if let Ok(Event::Lines { text, .. }) = rx.recv_timeout(Duration::from_millis(100)) {
+                got += text.lines().count();
+            }
+        }
+        assert_eq!(got, 3);
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        stop.stop();
+        for h in handles {
+            let name = h.thread().name().unwrap_or("").to_string();
+            h.join().unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(1), "{name} took {:?} to stop", t0.elapsed());
+        }
+    }
+
+    #[test]
+    fn sleep_notices_stop() {
+        let stop = Stop::new();
+        let s2 = stop.clone();
+        let t = std::thread::spawn(move || sleep(Duration::from_secs(30), &s2));
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        stop.stop();
+        assert!(!t.join().unwrap());
+        assert!(t0.elapsed() < Duration::from_millis(500));
     }
 }

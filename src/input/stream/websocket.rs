@@ -138,11 +138,12 @@ fn connect(spec: &StreamSpec, t: &Target, conn: &Conn) -> Result<(Ws, Option<Str
     }
     let timeout = if spec.connect_timeout.is_zero() { Duration::from_secs(10) } else { spec.connect_timeout };
     let shown = if t.host.contains(':') { format!("[{}]:{}", t.host, t.port) } else { format!("{}:{}", t.host, t.port) };
+    // The socket's read timeout is READ_SLICE: the TLS and WebSocket
+    // handshakes are resumed after each slice, until the stop flag or
+    // `timeout` (so a silent server holds up neither shutdown nor the loop).
     let tcp = tcp_connect(&t.host, t.port, timeout, &conn.stop)?;
-    let sock = |e: io::Error| StreamError::Lost(format!("{shown}: socket: {e}"));
-    // The TLS and WebSocket handshakes may take up to `timeout` per read.
-    tcp.set_read_timeout(Some(timeout)).map_err(sock)?;
-    let stream = wrap_tls(tcp, t, spec)?;
+    let deadline = Instant::now() + timeout;
+    let stream = wrap_tls(tcp, t, spec, deadline, conn)?;
     let req = request(spec, t)?;
     let config = WebSocketConfig::default()
         // Allocated per connection: 32 KiB keeps 50 idle streams small.
@@ -151,15 +152,20 @@ fn connect(spec: &StreamSpec, t: &Target, conn: &Conn) -> Result<(Ws, Option<Str
         .write_buffer_size(0)
         .max_message_size(Some(spec.max_message_bytes))
         .max_frame_size(Some(spec.max_message_bytes));
-    let (mut ws, resp) = match tungstenite::client::client_with_config(req, stream, Some(config)) {
-        Ok(x) => x,
-        Err(HandshakeError::Interrupted(_)) => {
-            return Err(StreamError::Lost(format!("{shown}: no WebSocket handshake answer within {} s (connect_timeout)", fmt_secs(timeout))))
+    let mut res = tungstenite::client::client_with_config(req, stream, Some(config));
+    let (mut ws, resp) = loop {
+        match res {
+            Ok(x) => break x,
+            Err(HandshakeError::Interrupted(_)) if conn.stopped() => return Err(StreamError::Stopped),
+            Err(HandshakeError::Interrupted(mid)) if Instant::now() < deadline => res = mid.handshake(),
+            Err(HandshakeError::Interrupted(_)) => {
+                return Err(StreamError::Lost(format!("{shown}: no WebSocket handshake answer within {} s (connect_timeout)", fmt_secs(timeout))))
+            }
+            Err(HandshakeError::Failure(e)) => return Err(handshake_error(e, &shown, timeout, spec)),
         }
-        Err(HandshakeError::Failure(e)) => return Err(handshake_error(e, &shown, timeout, spec)),
     };
     let protocol = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
-    tcp_of(&mut ws).set_read_timeout(Some(tick(spec))).map_err(sock)?;
+    tcp_of(&mut ws).set_read_timeout(Some(tick(spec))).map_err(|e| StreamError::Lost(format!("{shown}: socket: {e}")))?;
     Ok((ws, protocol))
 }
 
@@ -196,15 +202,19 @@ fn request(spec: &StreamSpec, t: &Target) -> Result<tungstenite::handshake::clie
 }
 
 #[cfg(feature = "tls")]
-fn wrap_tls(tcp: TcpStream, t: &Target, spec: &StreamSpec) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
+fn wrap_tls(tcp: TcpStream, t: &Target, spec: &StreamSpec, deadline: Instant, conn: &Conn) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
     if !t.tls {
         return Ok(MaybeTlsStream::Plain(tcp));
     }
-    crate::net::tls_connect(tcp, &t.host, &spec.tls).map(MaybeTlsStream::NativeTls).map_err(StreamError::from_tls)
+    match crate::net::tls_connect_until(tcp, &t.host, &spec.tls, Some((deadline, &conn.stop))) {
+        Ok(s) => Ok(MaybeTlsStream::NativeTls(s)),
+        Err(_) if conn.stopped() => Err(StreamError::Stopped),
+        Err(e) => Err(StreamError::from_tls(e)),
+    }
 }
 
 #[cfg(not(feature = "tls"))]
-fn wrap_tls(tcp: TcpStream, _t: &Target, _spec: &StreamSpec) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
+fn wrap_tls(tcp: TcpStream, _t: &Target, _spec: &StreamSpec, _deadline: Instant, _conn: &Conn) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
     // `connect` refused wss:// already.
     Ok(MaybeTlsStream::Plain(tcp))
 }
@@ -593,6 +603,58 @@ mod tests {
         for bad in ["http://x", "ws://", "ws://h:99999/", "ws://[::1/"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+    }
+
+    fn spec() -> StreamSpec {
+        StreamSpec {
+            name: "k".into(),
+            kind: crate::config::StreamType::Websocket,
+            url: "ws://127.0.0.1:1/".into(),
+            headers: vec![],
+            reconnect_delay: Duration::from_secs(1),
+            max_reconnect_delay: Duration::from_secs(1),
+            idle_timeout: Duration::ZERO,
+            connect_timeout: Duration::from_secs(1),
+            tls: Default::default(),
+            auth: None,
+            ping_interval: Duration::ZERO,
+            max_message_bytes: 1 << 20,
+            subprotocols: vec![],
+        }
+    }
+
+    /// Feed `msgs` through a Reader with `protocol`; the lines the matcher gets.
+    fn lines_of(protocol: Option<&str>, msgs: &[&[u8]]) -> String {
+        let spec = spec();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut conn = Conn::new(&spec, 1024, tx, crate::event::Stop::new());
+        let mut r = Reader { spec: &spec, decoding: Decoding::of(protocol), pending: Vec::new(), warned_base64: false };
+        for m in msgs {
+            r.message(m, &mut conn).unwrap();
+        }
+        r.hand_over(&mut conn).unwrap();
+        conn.finish().unwrap();
+        drop(conn);
+        rx.iter()
+            .map(|e| match e {
+                crate::event::Event::Lines { text, .. } => text,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_become_lines_by_subprotocol() {
+        // Plain: each message ends its last line.
+        assert_eq!(lines_of(None, &[b"a\nb", b"", b"c\n", b"d"]), "a\nb\nc\nd\n");
+        // binary.k8s.io: a byte stream, lines span messages.
+        assert_eq!(lines_of(Some("binary.k8s.io"), &[b"one\ntw", b"o\nthr", b"ee"]), "one\ntwo\nthree\n");
+        // base64.binary.k8s.io: the same, base64; what does not decode is kept.
+        assert_eq!(lines_of(Some("base64.binary.k8s.io"), &[b"b25lCnR3", b"bwo=", b"not base64!\n"]), "one\ntwo\nnot base64!\n");
+        // channel.k8s.io: the channel byte is stripped; stdin (0) and v5 close (255) are not data.
+        assert_eq!(lines_of(Some("v4.channel.k8s.io"), &[b"\x01out\n", b"\x02err\n", b"\x00in\n", b"\xff\x01", b"\x01"]), "out\nerr\n");
+        // base64.channel.k8s.io: a channel digit, then base64.
+        assert_eq!(lines_of(Some("base64.channel.k8s.io"), &[b"1b25lCg==", b"2dHdvCg==", b"1"]), "one\ntwo\n");
     }
 
     #[test]
