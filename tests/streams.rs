@@ -473,18 +473,6 @@ fn sigterm_while_every_stream_type_is_blocked_in_a_read_exits_promptly() {
     assert!(t0.elapsed() < Duration::from_secs(2), "exit took {:?}", t0.elapsed());
 }
 
-/// `TW_REQUIRE_PEERS=1` turns a missing real peer into a failure.
-pub fn peer(program: &str) -> bool {
-    let found = std::process::Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| o.status.success()).unwrap_or(false);
-    if !found {
-        if std::env::var("TW_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{program} is required (TW_REQUIRE_PEERS=1) but not installed");
-        }
-        eprintln!("NOTICE: {program} not installed; skipping this real-peer test");
-    }
-    found
-}
-
 /// Kills a child process when dropped.
 pub struct Child(pub std::process::Child);
 
@@ -498,7 +486,7 @@ impl Drop for Child {
 /// A real TCP peer: socat serving a file of lines, as a TCP aggregator would.
 #[test]
 fn real_peer_socat_tcp_server() {
-    if !peer("socat") {
+    if peer("socat").is_none() {
         return;
     }
     let dir = TempDir::new("socat");

@@ -5,6 +5,7 @@ mod fake;
 mod util;
 
 mod cli;
+mod logrotate;
 mod oneshot;
 mod file_follow;
 mod listen;

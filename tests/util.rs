@@ -175,3 +175,21 @@ pub fn stdout_config(dir: &TempDir, files: &[&str], pattern: &str) -> PathBuf {
     s.push_str(&format!("alerts:\n  console: {{ type: stdout }}\nrules:\n  - name: r\n    pattern: {pattern:?}\n    alert: console\n    cooldown: 0\n"));
     dir.write("cfg.yaml", &s)
 }
+
+/// A real peer program (socat, websocketd, logger, logrotate…): its path, or
+/// None with a printed notice so the test can skip. `TW_REQUIRE_PEERS=1`
+/// (CI, after installing them) turns a missing peer into a failure.
+pub fn peer(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|f| f.is_file());
+    if found.is_none() {
+        if std::env::var("TW_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("{program} is required (TW_REQUIRE_PEERS=1) but not installed");
+        }
+        eprintln!("NOTICE: {program} not installed; skipping this real-peer test");
+    }
+    found
+}

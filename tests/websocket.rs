@@ -538,13 +538,7 @@ fn a_handshake_refused_or_wrong_is_said_plainly() {
 /// its output as a message.
 #[test]
 fn websocketd_serves_a_scripts_lines() {
-    let Some(wsd) = crate::websocket::which("websocketd") else {
-        if std::env::var("TW_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("websocketd is required (TW_REQUIRE_PEERS=1): apt-get install -y websocketd");
-        }
-        eprintln!("NOTICE: websocketd not installed; skipping websocketd_serves_a_scripts_lines");
-        return;
-    };
+    let Some(wsd) = crate::util::peer("websocketd") else { return };
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -573,7 +567,3 @@ fn websocketd_serves_a_scripts_lines() {
     assert!(w.stop().success());
 }
 
-/// The path of `cmd` on $PATH.
-pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(cmd)).find(|f| f.is_file()))
-}
