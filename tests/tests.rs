@@ -7,6 +7,7 @@ mod util;
 mod cli;
 mod logrotate;
 mod oneshot;
+mod rules;
 mod file_follow;
 mod listen;
 mod shutdown;

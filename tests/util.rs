@@ -41,14 +41,20 @@ impl Drop for TempDir {
 }
 
 /// Wait until `cond` is true, polling every few ms; panic with `what` after `timeout`.
-pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_for(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
+    wait_for_else(timeout, || what.to_string(), cond)
+}
+
+/// `wait_for`, with the failure message made only when the time is up (so it
+/// can show what the watcher said meanwhile).
+pub fn wait_for_else(timeout: Duration, what: impl FnOnce() -> String, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
     loop {
         if cond() {
             return;
         }
         if Instant::now() > end {
-            panic!("timed out after {timeout:?} waiting for: {what}");
+            panic!("timed out after {timeout:?} waiting for: {}", what());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -111,14 +117,29 @@ impl Watcher {
     }
     /// Wait for a stdout line containing `needle`.
     pub fn wait_out(&self, needle: &str, timeout: Duration) {
-        wait_for(timeout, &format!("stdout line with {needle:?}; stderr: {:?}", self.stderr()), || self.count_out(needle) > 0);
+        wait_for_else(timeout, || format!("stdout line with {needle:?}; stdout: {:?}; stderr: {:?}", self.stdout(), self.stderr()), || {
+            self.count_out(needle) > 0 || self.exited_early()
+        });
+        assert!(self.count_out(needle) > 0, "tinywatcher exited before printing {needle:?}; stderr: {:?}", self.stderr());
     }
     /// Wait for a stderr line containing `needle`.
     pub fn wait_err(&self, needle: &str, timeout: Duration) {
-        wait_for(timeout, &format!("stderr line with {needle:?}; stderr so far: {:?}", self.stderr()), || {
-            self.err.lock().unwrap().iter().any(|l| l.contains(needle))
-        });
+        let seen = || self.err.lock().unwrap().iter().any(|l| l.contains(needle));
+        wait_for_else(timeout, || format!("stderr line with {needle:?}; stderr: {:?}", self.stderr()), || seen() || self.exited_early());
+        assert!(seen(), "tinywatcher exited before saying {needle:?}; stderr: {:?}", self.stderr());
     }
+    /// Has the process ended (a zombie not yet waited for)? Lets waits fail
+    /// at once, with its stderr, instead of at their deadline.
+    fn exited_early(&self) -> bool {
+        let ended = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+        if ended {
+            // Let the collector threads take the last lines.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ended
+    }
+
     /// Send a signal.
     pub fn signal(&self, sig: i32) {
         unsafe {
