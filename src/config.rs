@@ -901,6 +901,8 @@ pub struct StreamSpec {
     pub idle_timeout: Duration,
     /// TCP connect and TLS/HTTP/WebSocket handshake timeout (default 10 s).
     pub connect_timeout: Duration,
+    /// Read only with the `tls` feature (without it, TLS URLs are refused here).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls: TlsCfg,
     pub auth: Option<AuthCfg>,
     /// WebSocket: our own ping every this long (default 30 s; 0 = never).
@@ -970,6 +972,11 @@ fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
             StreamType::Tcp => "host:port, tcp://host:port or tls://host:port",
         };
         return Err(("url", format!("url {shown:?}: expected {want} for type {:?}", s.kind).to_lowercase()));
+    }
+    if let Some(tls_scheme @ ("wss" | "https" | "tls")) = scheme.as_deref() {
+        if !cfg!(feature = "tls") {
+            return Err(("url", format!("url {shown:?}: {tls_scheme}:// needs TLS, and this tinywatcher was built without the `tls` feature")));
+        }
     }
     let rest = url.split_once("://").map_or(url.as_str(), |x| x.1);
     let hostport = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -1176,7 +1183,7 @@ mod tests {
 
     #[test]
     fn later_features_refused_clearly() {
-        let c = parse("inputs:\n  streams:\n    - { name: k, type: tcp, url: \"127.0.0.1:1\" }\n    - { type: websocket, url: \"wss://k8s:6443/api\" }\n").unwrap();
+        let c = parse("inputs:\n  streams:\n    - { name: k, type: tcp, url: \"127.0.0.1:1\" }\n    - { type: websocket, url: \"ws://k8s:6443/api\" }\n").unwrap();
         assert_eq!(c.streams[1].name, "k8s:6443");
         let e = parse("inputs:\n  streams:\n    - { name: k, type: websocket, url: \"http://x\" }\n").unwrap_err().0;
         assert!(e.contains("ws://") && e.starts_with("c.yaml:3:"), "{e}");
@@ -1189,5 +1196,30 @@ mod tests {
         assert!(e.contains("IP:port"), "{e}");
         let e = parse("alerts:\n  s:\n    type: slack\n    url: http://x\n").unwrap_err().0;
         assert!(e.contains("not supported yet") && e.starts_with("c.yaml:3:"), "{e}");
+    }
+
+    /// Without the `tls` feature a TLS URL is a config error at load time
+    /// (file:line:col), not a failure of every connection at run time.
+    #[test]
+    fn tls_stream_urls_need_the_tls_feature() {
+        for (kind, url) in [("websocket", "wss://k8s:6443/api?token=s3cr3t99"), ("http", "https://a/x"), ("sse", "HTTPS://a/x"), ("tcp", "tls://logs:6514")] {
+            let src = format!("inputs:\n  streams:\n    - {{ name: k, type: {kind}, url: \"{url}\" }}\n");
+            let res = parse(&src);
+            if cfg!(feature = "tls") {
+                assert_eq!(res.unwrap().streams[0].url, url);
+            } else {
+                let e = res.unwrap_err().0;
+                assert!(e.starts_with("c.yaml:3:"), "{e}");
+                assert!(e.contains("needs TLS, and this tinywatcher was built without the `tls` feature"), "{e}");
+                assert!(!e.contains("s3cr3t99"), "{e}");
+            }
+        }
+        let ov = Overrides { streams: vec!["wss://k8s:6443/x".into()], rules: vec!["E".into()], ..Default::default() };
+        let res = validate(RawConfig::default(), "", "command line", None, &ov);
+        if cfg!(feature = "tls") {
+            assert!(res.is_ok());
+        } else {
+            assert!(res.unwrap_err().0.contains("wss:// needs TLS"));
+        }
     }
 }

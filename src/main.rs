@@ -221,7 +221,7 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
         let opts = input::file::Options { once: a.once, resume };
         handles.push(input::file::spawn_with(files, cfg.max_line_bytes, tx.clone(), stop.clone(), opts));
     }
-    handles.extend(input::start(cfg, tx, stop.clone()));
+    handles.extend(input::start(cfg, tx, stop.clone(), store.as_ref().map(|s| &s.state.streams)));
     let inputs = handles.len();
     let nets = if a.once { String::new() } else { format!(", {} stream(s), {} listener(s)", cfg.streams.len(), cfg.listen.len()) };
     log::info!(

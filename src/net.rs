@@ -120,24 +120,15 @@ fn is_worth_scrubbing(p: &str) -> bool {
 /// IPv6 with or without brackets), as `tls:` of a stream says: the system's
 /// roots are trusted, plus the PEM CA(s) in `ca_file`; `insecure: true` turns
 /// certificate and host name verification off (warned about once per host).
+/// Errors are plain sentences naming the host: "TLS certificate of HOST did
+/// not verify: ..." for a certificate that is not trusted or does not match
+/// the host.
 ///
-/// The handshake is bounded by the socket's read/write timeouts: set them
-/// before calling (a handshake that times out says so). Errors are plain
-/// sentences naming the host: "TLS certificate of HOST did not verify: ..."
-/// for a certificate that is not trusted or does not match the host.
-#[cfg(feature = "tls")]
-pub fn tls_connect(
-    stream: std::net::TcpStream,
-    host: &str,
-    tls: &crate::config::TlsCfg,
-) -> Result<native_tls::TlsStream<std::net::TcpStream>, String> {
-    tls_connect_until(stream, host, tls, None)
-}
-
-/// `tls_connect` for a socket whose read timeout is a short slice: the
-/// handshake is resumed after each slice until `limit`'s deadline passes
-/// (an error saying it timed out) or its stop flag is set (an error saying
-/// so; the caller sees the flag). A silent server then cannot hold up shutdown.
+/// The socket's read timeout is meant to be a short slice: the handshake is
+/// resumed after each slice until `limit`'s deadline passes (an error ending
+/// in "timed out") or its stop flag is set (an error saying so; the caller
+/// sees the flag). A silent server then cannot hold up shutdown. Without
+/// `limit`, the first read timeout ends the handshake ("timed out").
 #[cfg(feature = "tls")]
 pub fn tls_connect_until(
     stream: std::net::TcpStream,

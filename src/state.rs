@@ -77,12 +77,11 @@ pub enum Mark {
     /// rotated ones still being finished, then the one at the path. Empty:
     /// nothing is open for it any more, forget it.
     File { path: String, files: Vec<FilePos> },
-    /// The last event id an SSE stream delivered. The SSE input is meant to
-    /// send this right after the `Event::Lines` of the event that carried the
-    /// id, and to start with `State::streams[name]` as its `Last-Event-ID`
-    /// (main would hand it over at spawn, as it hands file positions to the
-    /// file input). Nothing produces it yet.
-    #[allow(dead_code)]
+    /// The last event id an SSE stream delivered (empty: the server reset
+    /// it, forget it). The stream sends this right after the `Event::Lines`
+    /// of the event that carried the id, and starts with
+    /// `State::streams[name]` as its `Last-Event-ID` (main hands it over at
+    /// spawn, as it hands file positions to the file input).
     Stream { name: String, last_event_id: String },
 }
 
@@ -111,6 +110,7 @@ impl State {
                     true
                 }
             },
+            Mark::Stream { name, last_event_id } if last_event_id.is_empty() => self.streams.remove(&name).is_some(),
             Mark::Stream { name, last_event_id } => {
                 if self.streams.get(&name) == Some(&last_event_id) {
                     return false;
@@ -429,6 +429,8 @@ mod tests {
         assert!(st.record(Mark::File { path: "/a".into(), files: vec![pos(1, 20)] }));
         assert!(st.record(Mark::Stream { name: "s".into(), last_event_id: "9".into() }));
         assert!(!st.record(Mark::Stream { name: "s".into(), last_event_id: "9".into() }));
+        assert!(st.record(Mark::Stream { name: "s".into(), last_event_id: "".into() }));
+        assert!(st.streams.is_empty());
         assert!(st.record(Mark::File { path: "/a".into(), files: vec![] }));
         assert!(!st.record(Mark::File { path: "/a".into(), files: vec![] }));
         assert!(st.files.is_empty());

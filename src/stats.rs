@@ -30,6 +30,10 @@ counters! {
     lines_cut: "lines longer than max_line_bytes, cut",
     invalid_utf8: "batches with invalid UTF-8, replaced",
     read_errors: "read errors on inputs (retried)",
+    stream_connects: "stream connections established (TCP up, HTTP 2xx, WebSocket handshake done)",
+    stream_failures: "stream connection attempts that failed and connections lost (each retried)",
+    sse_malformed: "malformed SSE input: a `retry:` that is not a number, an event without its blank line beyond 1 MiB",
+    listen_refused: "tcp listener connections refused over max_connections",
     matches: "rule matches (before cooldown and threshold)",
     alerts: "alerts handed to destinations",
     suppressed: "matches held back by a cooldown",
@@ -43,4 +47,10 @@ counters! {
 #[inline]
 pub fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// A counter's value (for tests).
+#[cfg(test)]
+pub fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
 }

@@ -120,6 +120,10 @@ fn tcp_listener_lines_connection_limit_and_idle_timeout() {
     assert!(t0.elapsed() < Duration::from_secs(4));
     let _ = d.write_all(b"x\n");
     assert!(w.stop().success());
+    // Counted as such in the stats logged at exit.
+    let err = w.stderr();
+    let stats = err.iter().rev().find(|l| l.contains("stats: ")).unwrap_or_else(|| panic!("no stats line: {err:?}"));
+    assert!(crate::streams::counter(stats, "listen_refused") >= 1, "{stats}");
 }
 
 #[test]

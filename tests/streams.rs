@@ -402,6 +402,69 @@ fn sse_resume_with_last_event_id_loses_nothing() {
     assert_eq!(srv.requests(), 2);
 }
 
+/// With a state file, the last SSE event id survives a restart: the first
+/// request of the next run already sends it as `Last-Event-ID`, so the
+/// server resumes after it and no event is alerted twice across runs.
+#[test]
+fn sse_last_event_id_is_saved_in_the_state_file_and_resumed_after_a_restart() {
+    let srv = HttpStream::start(|r, _| match r.header("last-event-id") {
+        None => StreamReply::sse(&["id: 1\ndata: EVENT 1\n\n", "id: 2\ndata: EVENT 2\n\n", "id: 3\ndata: EVENT 3\n\n"], true),
+        Some("3") => StreamReply::sse(&["id: 4\ndata: EVENT 4\n\n", "id: 5\ndata: EVENT 5\n\n"], true),
+        // Any other id: replay everything, so a wrong resume shows as a repeat.
+        Some(_) => StreamReply::sse(&["id: 1\ndata: EVENT 1\n\nid: 2\ndata: EVENT 2\n\nid: 3\ndata: EVENT 3\n\nid: 4\ndata: EVENT 4\n\nid: 5\ndata: EVENT 5\n\n"], true),
+    });
+    let dir = TempDir::new("sse-state");
+    let st = dir.path("state");
+    let cfg = config(&dir, &[stream("ev", "sse", &srv.url("/ev"), "")], "EVENT", &format!("state_file: {:?}\n", st.to_str().unwrap()));
+    let mut w = watch(&cfg);
+    wait_alert(&w, "EVENT 3");
+    assert_eq!(srv.expect(T, "first request").header("last-event-id"), None);
+    assert_eq!(w.stop().code(), Some(0));
+    let saved = || -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(&st).unwrap()).unwrap() };
+    assert_eq!(saved()["streams"]["ev"], "3", "{}", saved());
+    let mut all = w.stdout();
+
+    let mut w = watch(&cfg);
+    wait_alert(&w, "EVENT 5");
+    let first = srv.expect(T, "first request of the second run");
+    assert_eq!(first.header("last-event-id"), Some("3"));
+    assert_eq!(w.stop().code(), Some(0));
+    assert_eq!(saved()["streams"]["ev"], "5", "{}", saved());
+    all.extend(w.stdout());
+    for i in 1..=5 {
+        let n = all.iter().filter(|l| l.contains("ALERT [test] [r]: ") && l.ends_with(&format!("EVENT {i}"))).count();
+        assert_eq!(n, 1, "event {i} alerted {n} time(s) across the two runs: {all:?}");
+    }
+    assert_eq!(srv.requests(), 2);
+}
+
+/// The stream counters are in the stats line logged at exit: a server that
+/// drops the first connection gives two connects and one failure.
+#[test]
+fn stream_connects_and_failures_are_counted_in_the_exit_stats() {
+    let srv = TcpServer::start(|mut c, n, stop| {
+        let _ = c.write_all(format!("ERROR conn {n}\n").as_bytes());
+        if n > 0 {
+            hold(&mut c, stop);
+        }
+    });
+    let dir = TempDir::new("stream-stats");
+    let cfg = config(&dir, &[stream("flaky", "tcp", &srv.addr, "")], "ERROR", "");
+    let mut w = watch(&cfg);
+    wait_alert(&w, "ERROR conn 1");
+    assert_eq!(w.stop().code(), Some(0));
+    let err = w.stderr();
+    let stats = err.iter().rev().find(|l| l.contains("stats: ")).unwrap_or_else(|| panic!("no stats line: {err:?}"));
+    assert!(counter(stats, "stream_connects") >= 2, "{stats}");
+    assert!(counter(stats, "stream_failures") >= 1, "{stats}");
+    assert_eq!(counter(stats, "stream_connects"), srv.connections() as u64, "{stats}");
+}
+
+/// `NAME=N` from a stats line (0 when absent).
+pub fn counter(stats: &str, name: &str) -> u64 {
+    stats.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{name}=")).and_then(|v| v.parse().ok())).unwrap_or(0)
+}
+
 #[test]
 fn sse_malformed_stream_is_bounded_and_the_watcher_stays_up() {
     let big = format!("data: {}\n", "y".repeat(500));

@@ -140,3 +140,36 @@ fn tls_tcp_stream_with_ca_file() {
     w.wait_out(&alert("ERR over tls tcp"), T);
     assert!(w.stop().success());
 }
+
+/// A server that accepts and never speaks TLS: the handshake waits in short
+/// slices, so SIGTERM ends a tls:// and an https:// stream at once even with
+/// a 30 s connect_timeout.
+#[test]
+fn sigterm_during_a_tls_handshake_with_a_silent_server_exits_promptly() {
+    let srv = crate::fake::TcpServer::start(|mut c, _, stop| {
+        crate::fake::hold(&mut c, stop);
+    });
+    let dir = TempDir::new("tls-silent");
+    let s = format!(
+        "identity: {{ name: test }}\ninputs:\n  streams:\n\
+         \x20   - {{ name: t, type: tcp, url: \"tls://{a}\", connect_timeout: 30 }}\n\
+         \x20   - {{ name: h, type: http, url: \"https://{a}/logs\", connect_timeout: 30 }}\n\
+         alerts:\n  console: {{ type: stdout }}\nrules:\n  - {{ name: r, pattern: ERR, alert: console }}\n",
+        a = srv.addr
+    );
+    let cfg = dir.write("cfg.yaml", &s);
+    let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
+    srv.wait_connections(2, T);
+    // Both are in their handshake now.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let st = w.stop();
+    let took = t0.elapsed();
+    assert!(st.success(), "{st:?}");
+    assert!(took < Duration::from_millis(1500), "exit took {took:?}; stderr: {:?}", w.stderr());
+    // Each stream thread ended (rather than being left behind at exit).
+    for name in ["t", "h"] {
+        let needle = format!("stream {name}: stopped after");
+        assert!(w.stderr().iter().any(|l| l.contains(&needle)), "no {needle:?}: {:?}", w.stderr());
+    }
+}

@@ -359,6 +359,8 @@ mod tests {
             }
         }
         let t: Vec<u8> = (0..10_000u32).map(|i| if i % 7 == 0 { b'\n' } else { b'q' }).collect();
+        assert_eq!(memchr_nl(&t[1..]), Some(6));
+        assert_eq!(memrchr_nl(&t), Some(9996));
     }
 
     /// Any chunking gives the same lines as splitting the whole input at once.

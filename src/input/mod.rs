@@ -11,17 +11,20 @@ pub mod stream;
 use crate::config::Config;
 use crate::event::{Event, Stop};
 use crossbeam_channel::{SendTimeoutError, Sender};
+use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Start every input of `cfg`.
-pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop) -> Vec<JoinHandle<()>> {
+/// Start every input of `cfg`. `stream_ids`: with a state file, the SSE
+/// last event id saved for each stream (by name).
+pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop, stream_ids: Option<&BTreeMap<String, String>>) -> Vec<JoinHandle<()>> {
     let mut v = Vec::new();
     if !cfg.files.is_empty() {
         v.push(file::spawn(cfg.files.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));
     }
     for s in &cfg.streams {
-        v.push(stream::spawn(s.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));
+        let resume = stream_ids.map(|ids| stream::Resume { last_event_id: ids.get(&s.name).cloned() });
+        v.push(stream::spawn(s.clone(), cfg.max_line_bytes, tx.clone(), stop.clone(), resume));
     }
     for l in &cfg.listen {
         v.push(listen::spawn(l.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));

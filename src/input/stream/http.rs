@@ -198,9 +198,8 @@ fn open(t: &Target, proxy: Option<&ureq::Proxy>, spec: &StreamSpec, conn: &mut C
     }
     #[cfg(feature = "tls")]
     {
-        let _ = s.set_read_timeout(Some(spec.connect_timeout.max(super::READ_SLICE)));
-        let tls = crate::net::tls_connect(s, &t.host, &spec.tls).map_err(StreamError::from_tls)?;
-        let _ = tls.get_ref().set_read_timeout(Some(super::READ_SLICE));
+        // Bounded by connect_timeout, and stopped within a read slice on shutdown.
+        let tls = super::tls_handshake(s, &t.host, spec, conn)?;
         Ok(Wire::Tls(Box::new(tls)))
     }
     #[cfg(not(feature = "tls"))]
@@ -371,11 +370,15 @@ fn body(w: &mut Wire, rest: Vec<u8>, framing: Framing, sse: bool, spec: &StreamS
             None => conn.feed(payload),
             Some(p) => {
                 p.feed(payload, &mut events);
-                let r = if events.is_empty() { Ok(()) } else { conn.feed(&events) };
+                let mut r = if events.is_empty() { Ok(()) } else { conn.feed(&events) };
                 if p.retry.is_some() {
                     conn.retry = p.retry;
                 }
                 events.clear();
+                // The id goes to the state file after the data of its event.
+                if let (Ok(()), Some(id)) = (&r, p.take_new_id()) {
+                    r = conn.mark_event_id(id);
+                }
                 r
             }
         }

@@ -60,6 +60,7 @@ pub enum StreamError {
 
 impl StreamError {
     /// `Refused` when a TLS error says the certificate did not verify, else `Lost`.
+    #[cfg(feature = "tls")]
     pub fn from_tls(msg: String) -> StreamError {
         if msg.contains("did not verify") {
             StreamError::Refused(msg)
@@ -69,13 +70,22 @@ impl StreamError {
     }
 }
 
+/// A stream run with a state file (`--state`/`state_file:`): it reports each
+/// new SSE last event id (`Event::Mark`) right after the lines of the event
+/// that carried it, and its first connection already sends the saved one.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// The id saved for this stream, if any.
+    pub last_event_id: Option<String>,
+}
+
 /// Start a stream input on its own thread (`input:stream:NAME`).
-pub fn spawn(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) -> JoinHandle<()> {
+pub fn spawn(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, resume: Option<Resume>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("input:stream:{}", spec.name))
         // TLS handshakes (OpenSSL) want more than the 128 KiB of a file input.
         .stack_size(256 * 1024)
-        .spawn(move || run(spec, max_line_bytes, tx, stop))
+        .spawn(move || run(spec, max_line_bytes, tx, stop, resume))
         .expect("cannot start a stream input thread")
 }
 
@@ -89,12 +99,19 @@ fn connect_once(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
 }
 
 /// The reconnect loop: connect, read until the connection ends, wait, again.
-fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
+fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, resume: Option<Resume>) {
     let shown = crate::net::redact_url(&spec.url);
     let shown = if spec.url.contains("://") { shown } else { spec.url.clone() };
     let mut backoff = Backoff::new(spec.reconnect_delay, spec.max_reconnect_delay);
     let mut retry_base: Option<Duration> = None;
     let mut conn = Conn::new(&spec, max_line_bytes, tx, stop);
+    if let Some(r) = resume {
+        conn.marks = true;
+        if let Some(id) = r.last_event_id.filter(|id| !id.is_empty()) {
+            log::debug!("stream {}: resuming after SSE event id {id:?} (state file)", spec.name);
+            sse::set_last_event_id(&spec.name, &id);
+        }
+    }
     // The reason of the last failure logged at warn, and how often it repeated since.
     let mut last_reason: Option<String> = None;
     let mut repeats: u64 = 0;
@@ -133,9 +150,7 @@ fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
         if conn.stopped() {
             break;
         }
-        if !healthy {
-            stats::add(&STATS.read_errors, 1);
-        }
+        stats::add(&STATS.stream_failures, 1);
         let delay = if at_max { spec.max_reconnect_delay } else { backoff.next_delay() };
         let next = format!("next try in {:.1} s", delay.as_secs_f64());
         if last_reason.as_deref() == Some(reason.as_str()) {
@@ -195,6 +210,8 @@ pub struct Conn {
     quiet: bool,
     /// A reconnect delay the server asked for (SSE `retry:`).
     pub retry: Option<Duration>,
+    /// A state file is in use: report SSE event ids (`mark_event_id`).
+    marks: bool,
 }
 
 impl Conn {
@@ -210,6 +227,7 @@ impl Conn {
             delivered: false,
             quiet: false,
             retry: None,
+            marks: false,
         }
     }
 
@@ -234,6 +252,7 @@ impl Conn {
     /// completed): logged once.
     pub fn connected(&mut self, what: &str) {
         self.connected_at = Some(Instant::now());
+        stats::add(&STATS.stream_connects, 1);
         if self.quiet {
             log::debug!("stream {}: connected to {what}", self.name);
         } else {
@@ -260,21 +279,14 @@ impl Conn {
         }
     }
 
-    /// A self-contained message (a WebSocket message): its lines, the last
-    /// one complete even without a newline.
-    #[allow(dead_code)] // for websocket.rs
-    pub fn feed_message(&mut self, data: &[u8]) -> Result<(), StreamError> {
-        let a = self.lines.feed(data);
-        let b = self.lines.flush_partial();
-        let text = match (a, b) {
-            (Some(mut a), Some(b)) => {
-                a.push_str(&b);
-                a
-            }
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return Ok(()),
-        };
-        self.send_text(text)
+    /// An SSE stream's new last event id, after the lines of its event were
+    /// handed on (`feed`): with a state file, an `Event::Mark` for it.
+    pub fn mark_event_id(&mut self, id: String) -> Result<(), StreamError> {
+        if !self.marks {
+            return Ok(());
+        }
+        let mark = crate::state::Mark::Stream { name: self.name.clone(), last_event_id: id };
+        send(&self.tx, &self.stop, Event::Mark { source: self.source.clone(), mark }).map_err(|_| StreamError::Stopped)
     }
 
     fn send_text(&mut self, text: String) -> Result<(), StreamError> {
@@ -364,6 +376,21 @@ pub fn tcp_connect(host: &str, port: u16, timeout: Duration, stop: &Stop) -> Res
     Err(StreamError::Lost(last))
 }
 
+/// The TLS handshake on a socket from `tcp_connect` (read timeout
+/// `READ_SLICE`): resumed after each slice until `connect_timeout` has passed
+/// or the stop flag is set, so a server that accepts and never answers holds
+/// up neither shutdown nor the reconnect loop.
+#[cfg(feature = "tls")]
+pub fn tls_handshake(s: std::net::TcpStream, host: &str, spec: &StreamSpec, conn: &Conn) -> Result<native_tls::TlsStream<std::net::TcpStream>, StreamError> {
+    let timeout = if spec.connect_timeout.is_zero() { Duration::from_secs(10) } else { spec.connect_timeout };
+    match crate::net::tls_connect_until(s, host, &spec.tls, Some((Instant::now() + timeout, &conn.stop))) {
+        Ok(t) => Ok(t),
+        Err(_) if conn.stopped() => Err(StreamError::Stopped),
+        Err(e) if e.ends_with("timed out") => Err(StreamError::Lost(format!("{e} (no answer within {} s, connect_timeout)", fmt_secs(timeout)))),
+        Err(e) => Err(StreamError::from_tls(e)),
+    }
+}
+
 /// TCP keepalive on, probing after 60 s of silence: a peer that vanished
 /// (power cut, NAT timeout) is noticed even without an idle timeout.
 pub fn set_keepalive(s: &std::net::TcpStream) {
@@ -451,7 +478,7 @@ mod tests {
             { let mut s = spec(StreamType::Http, format!("http://127.0.0.1:{refused}/")); s.name = "refused".into(); s },
             // websocket: covered in websocket.rs (its handshake is its own code).
         ];
-        let handles: Vec<_> = specs.into_iter().map(|s| spawn(s, 1024, tx.clone(), stop.clone())).collect();
+        let handles: Vec<_> = specs.into_iter().map(|s| spawn(s, 1024, tx.clone(), stop.clone(), None)).collect();
         // Three streams deliver a line each: they are connected and blocked in a read.
         let mut got = 0;
         let end = Instant::now() + Duration::from_secs(10);

@@ -12,8 +12,10 @@
 //! passed on in pieces once it grows beyond that (logged once, counted).
 //!
 //! The last event id of each stream lives in a process-wide table:
-//! `last_event_id(name)` reads it (for the state file) and
-//! `set_last_event_id(name, id)` seeds it (resume from the state file).
+//! `last_event_id(name)` reads it (for the `Last-Event-ID` of the next
+//! connection) and `set_last_event_id(name, id)` seeds it (resume from the
+//! state file). With a state file, the stream also reports each new id
+//! (`Parser::take_new_id`) as an `Event::Mark` after the data it covers.
 
 use crate::stats::{self, STATS};
 use std::collections::HashMap;
@@ -29,18 +31,9 @@ fn ids() -> &'static Mutex<HashMap<String, String>> {
     IDS.get_or_init(Default::default)
 }
 
-/// The last SSE event id received on stream `name` (for the state file).
+/// The last SSE event id received on stream `name` (sent as `Last-Event-ID`).
 pub fn last_event_id(name: &str) -> Option<String> {
     ids().lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
-}
-
-/// Every stream's last SSE event id, as (stream name, id).
-#[allow(dead_code)] // for the state file
-pub fn last_event_ids() -> Vec<(String, String)> {
-    let m = ids().lock().unwrap_or_else(|e| e.into_inner());
-    let mut v: Vec<(String, String)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    v.sort();
-    v
 }
 
 /// Seed (or update) the last event id of stream `name`: it is sent as
@@ -73,6 +66,10 @@ pub struct Parser {
     has_data: bool,
     /// The last event id buffer (becomes the last event id at dispatch).
     id_buffer: Option<String>,
+    /// The last event id as of the last dispatch (seeded from the table).
+    last_id: Option<String>,
+    /// `last_id` changed since `take_new_id` was last called.
+    new_id: bool,
     /// `retry:` the server asked for.
     pub retry: Option<Duration>,
     warned_retry: bool,
@@ -92,6 +89,8 @@ impl Parser {
             data: Vec::new(),
             has_data: false,
             id_buffer: last_event_id(name),
+            last_id: last_event_id(name),
+            new_id: false,
             retry: None,
             warned_retry: false,
             warned_unknown: false,
@@ -184,7 +183,7 @@ impl Parser {
                         self.warned_big = true;
                         log::warn!("stream {}: an SSE event grew beyond {} bytes without the blank line that ends it; passing its data on in pieces", self.name, MAX_EVENT_BYTES);
                     }
-                    stats::add(&STATS.read_errors, 1);
+                    stats::add(&STATS.sse_malformed, 1);
                     self.flush_data(out);
                 }
                 self.data.extend_from_slice(value);
@@ -200,7 +199,7 @@ impl Parser {
                 match ms {
                     Some(ms) => self.retry = Some(Duration::from_millis(ms)),
                     None => {
-                        stats::add(&STATS.read_errors, 1);
+                        stats::add(&STATS.sse_malformed, 1);
                         if !self.warned_retry {
                             self.warned_retry = true;
                             log::warn!("stream {}: ignoring an SSE `retry:` that is not a number of milliseconds: {:?}", self.name, String::from_utf8_lossy(&value[..value.len().min(40)]));
@@ -221,7 +220,11 @@ impl Parser {
     /// A blank line: the event is complete.
     fn dispatch(&mut self, out: &mut Vec<u8>) {
         if let Some(id) = &self.id_buffer {
-            set_last_event_id(&self.name, id);
+            if self.last_id.as_ref() != Some(id) {
+                set_last_event_id(&self.name, id);
+                self.last_id = Some(id.clone());
+                self.new_id = true;
+            }
         }
         if self.has_data {
             self.flush_data(out);
@@ -236,6 +239,16 @@ impl Parser {
         if self.data.capacity() > 64 * 1024 {
             self.data = Vec::new();
         }
+    }
+
+    /// The last event id, if it changed since the previous call: the stream
+    /// reports it (`Event::Mark`, for the state file) right after handing on
+    /// the data of the events `feed` dispatched. Empty: the server reset it.
+    pub fn take_new_id(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.new_id) {
+            return None;
+        }
+        Some(self.last_id.clone().unwrap_or_default())
     }
 
     /// Bytes held (the current line and the pending event's data).
@@ -320,5 +333,23 @@ mod tests {
         assert_eq!(p.id_buffer.as_deref(), Some("41"));
         set_last_event_id("t6", "");
         assert_eq!(last_event_id("t6"), None);
+    }
+
+    #[test]
+    fn new_ids_are_reported_once_each() {
+        set_last_event_id("t7", "5");
+        let mut p = Parser::new("t7", 100);
+        let mut out = Vec::new();
+        // The seeded id is not new; a repeated id is not new either.
+        p.feed(b"data: a\n\nid: 5\ndata: b\n\n", &mut out);
+        assert_eq!(p.take_new_id(), None);
+        p.feed(b"id: 6\ndata: c\n\nid: 7\ndata: d\n\nid: 8\n", &mut out);
+        assert_eq!(p.take_new_id().as_deref(), Some("7"));
+        assert_eq!(p.take_new_id(), None);
+        // Not dispatched yet: no blank line after `id: 8`.
+        assert_eq!(last_event_id("t7").as_deref(), Some("7"));
+        p.feed(b"\nid\ndata: e\n\n", &mut out);
+        assert_eq!(p.take_new_id().as_deref(), Some(""));
+        assert_eq!(last_event_id("t7"), None);
     }
 }

@@ -15,10 +15,8 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
     if tls {
         #[cfg(feature = "tls")]
         {
-            // The handshake is bounded by the connect timeout, then reads go back to short slices.
-            let _ = s.set_read_timeout(Some(spec.connect_timeout.max(super::READ_SLICE)));
-            let mut t = crate::net::tls_connect(s, &host, &spec.tls).map_err(StreamError::from_tls)?;
-            let _ = t.get_ref().set_read_timeout(Some(super::READ_SLICE));
+            // Bounded by connect_timeout, and stopped within a read slice on shutdown.
+            let mut t = super::tls_handshake(s, &host, spec, conn)?;
             conn.connected(&format!("tls://{host}:{port}"));
             return pump(&mut t, conn, spec.idle_timeout, sink);
         }
