@@ -149,7 +149,6 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
     for (r, c) in rules.rules.iter().zip(&counts) {
         w(&format!("{:width$}  {c}\n", &*r.name))?;
     }
-    drop(w);
     let _ = out.flush();
     Ok(if total > 0 { 0 } else { 1 })
 }

@@ -149,7 +149,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => n * 86400.0,
         u => return Err(format!("`{s}`: unknown unit `{u}` (expected ms, s, m, h or d)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e10 {
+    if !secs.is_finite() || !(0.0..=1e10).contains(&secs) {
         return Err(format!("`{s}` is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -864,7 +864,7 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
     }
     let mut listen = Vec::new();
     for l in &raw.inputs.listen {
-        let entry = format!("{}", l.name.0);
+        let entry = l.name.0.to_string();
         let address: std::net::SocketAddr = l
             .address
             .parse()

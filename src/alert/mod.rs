@@ -138,7 +138,7 @@ impl Senders {
             let mut log = d.drops.lock().unwrap_or_else(|e| e.into_inner());
             log.unreported += 1;
             let now = Instant::now();
-            if log.last.map_or(true, |t| now.duration_since(t) >= DROP_LOG_EVERY) {
+            if log.last.is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY) {
                 log::warn!("{}: {why} ({} alerts waiting): dropped {} alert(s) since the last report", d.name, d.capacity, log.unreported);
                 log.last = Some(now);
                 log.unreported = 0;

@@ -292,7 +292,7 @@ impl Follower {
             // Files no watch covers are polled.
             let notify = &self.notify;
             for t in self.files.values_mut() {
-                if notify.as_ref().map_or(true, |n| !n.is_watched(&t.dir)) {
+                if notify.as_ref().is_none_or(|n| !n.is_watched(&t.dir)) {
                     t.due = true;
                 }
             }
@@ -774,7 +774,7 @@ fn find_in_dir(dir: &Path, fp: &FilePos) -> Option<PathBuf> {
 /// partial line is not counted, so it is read again after a restart).
 fn file_pos(o: &mut Open) -> Option<FilePos> {
     // A fingerprint of fewer than FP_BYTES is taken again once the file is longer.
-    if o.fp.map_or(true, |(_, n)| (n as usize) < state::FP_BYTES && o.pos > n as u64) {
+    if o.fp.is_none_or(|(_, n)| (n as usize) < state::FP_BYTES && o.pos > n as u64) {
         o.fp = state::fingerprint(&o.file).ok();
     }
     let (fp, fp_len) = o.fp?;

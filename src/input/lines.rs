@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn memchr_helpers_agree_with_naive() {
-        let mut s = vec![b'a'; 100];
+        let mut s = [b'a'; 100];
         for pos in [0usize, 1, 7, 8, 15, 16, 17, 50, 98, 99] {
             s.iter_mut().for_each(|b| *b = b'a');
             s[pos] = b'\n';

@@ -165,7 +165,7 @@ fn tcp(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
             refused += 1;
             refused_since_log += 1;
             stats::add(&STATS.listen_refused, 1);
-            if refused_logged.map_or(true, |t| t.elapsed() >= Duration::from_secs(60)) {
+            if refused_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                 log::warn!(
                     "listen {}: connection from {peer} refused: already {} connection(s) (max_connections); {refused_since_log} refused since the last report, {refused} in all",
                     spec.name,
