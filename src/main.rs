@@ -201,9 +201,6 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
         Some(p) => Some(state::Store::open(p).map_err(Fatal)?),
         None => None,
     };
-    // The file input is started here, not by `input::start`: it alone resumes
-    // saved positions and reads once.
-    let files = std::mem::take(&mut cfg.files);
     let cfg = &cfg;
     let started = Instant::now();
     let stop = Stop::new();
@@ -214,20 +211,13 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
     // Batches are up to ~128 KiB: 16 in flight bound the memory a burst costs.
     let (tx, rx) = crossbeam_channel::bounded(16);
-    let mut handles = Vec::new();
-    let nfiles = files.len();
-    if !files.is_empty() {
-        let resume = store.as_ref().map(|s| input::file::Resume { state_file: s.path().to_path_buf(), files: s.state.files.clone() });
-        let opts = input::file::Options { once: a.once, resume };
-        handles.push(input::file::spawn_with(files, cfg.max_line_bytes, tx.clone(), stop.clone(), opts));
-    }
-    handles.extend(input::start(cfg, tx, stop.clone(), store.as_ref().map(|s| &s.state.streams)));
+    let handles = input::start(cfg, tx, stop.clone(), a.once, store.as_ref().map(|s| (s.path(), &s.state)));
     let inputs = handles.len();
     let nets = if a.once { String::new() } else { format!(", {} stream(s), {} listener(s)", cfg.streams.len(), cfg.listen.len()) };
     log::info!(
         "{} {} file input(s){}{} with {} rule(s), {} destination(s)",
         if a.once { "reading" } else { "watching" },
-        nfiles,
+        cfg.files.len(),
         if cfg.stdin { " and stdin" } else { "" },
         nets,
         cfg.rules.len(),

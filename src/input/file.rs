@@ -63,13 +63,9 @@ pub struct Resume {
     pub files: BTreeMap<String, Vec<FilePos>>,
 }
 
-/// Follow `files` until `stop` (or until the matcher is gone).
-pub fn spawn(files: Vec<FileSpec>, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) -> JoinHandle<()> {
-    spawn_with(files, max_line_bytes, tx, stop, Options::default())
-}
-
-/// `spawn`, resuming saved positions and/or reading once.
-pub fn spawn_with(files: Vec<FileSpec>, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, opts: Options) -> JoinHandle<()> {
+/// Follow `files` until `stop` (or until the matcher is gone), resuming saved
+/// positions and/or reading once as `opts` says.
+pub fn spawn(files: Vec<FileSpec>, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, opts: Options) -> JoinHandle<()> {
     // The first scan (opening each file, placing it at its end or its saved
     // position) happens before this returns: a line appended once `watch`
     // says it runs is never missed.
@@ -1115,7 +1111,7 @@ mod tests {
             let (tx, rx) = bounded(64);
             let stop = Stop::new();
             let files = specs.iter().map(|(p, r)| FileSpec { path: p.to_string(), read_from: *r }).collect();
-            let handle = spawn(files, max, tx, stop.clone());
+            let handle = spawn(files, max, tx, stop.clone(), Options::default());
             Run { rx, stop, handle: Some(handle), got: Vec::new(), ended: false }
         }
         fn recv(&mut self, d: Duration) {
@@ -1409,7 +1405,7 @@ mod tests {
         assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
 
         let (tx, rx) = bounded(1);
-        let h = spawn(vec![FileSpec { path: d.s("app.log"), read_from: ReadFrom::Beginning }], 1000, tx, Stop::new());
+        let h = spawn(vec![FileSpec { path: d.s("app.log"), read_from: ReadFrom::Beginning }], 1000, tx, Stop::new(), Options::default());
         drop(rx);
         append(&p, "more\n");
         let t = Instant::now();

@@ -11,19 +11,23 @@ pub mod stream;
 use crate::config::Config;
 use crate::event::{Event, Stop};
 use crossbeam_channel::{SendTimeoutError, Sender};
-use std::collections::BTreeMap;
+use crate::state::State;
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Start every input of `cfg`. `stream_ids`: with a state file, the SSE
-/// last event id saved for each stream (by name).
-pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop, stream_ids: Option<&BTreeMap<String, String>>) -> Vec<JoinHandle<()>> {
+/// Start every input of `cfg`. `once`: files are read to their end, then
+/// end (`--once`). `state`: the state file and what it saved, to resume file
+/// positions and SSE event ids from (and to send `Event::Mark`s).
+pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop, once: bool, state: Option<(&Path, &State)>) -> Vec<JoinHandle<()>> {
     let mut v = Vec::new();
     if !cfg.files.is_empty() {
-        v.push(file::spawn(cfg.files.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));
+        let resume = state.map(|(path, st)| file::Resume { state_file: path.to_path_buf(), files: st.files.clone() });
+        let opts = file::Options { once, resume };
+        v.push(file::spawn(cfg.files.clone(), cfg.max_line_bytes, tx.clone(), stop.clone(), opts));
     }
     for s in &cfg.streams {
-        let resume = stream_ids.map(|ids| stream::Resume { last_event_id: ids.get(&s.name).cloned() });
+        let resume = state.map(|(_, st)| stream::Resume { last_event_id: st.streams.get(&s.name).cloned() });
         v.push(stream::spawn(s.clone(), cfg.max_line_bytes, tx.clone(), stop.clone(), resume));
     }
     for l in &cfg.listen {
