@@ -29,30 +29,12 @@ fn config(dir: &TempDir, listeners: &[String], pattern: &str) -> PathBuf {
     dir.write("cfg.yaml", &s)
 }
 
-fn watch(cfg: &std::path::Path) -> Watcher {
-    Watcher::start(&["watch", "--config", cfg.to_str().unwrap()])
-}
-
-fn alerts(w: &Watcher, text: &str) -> usize {
-    w.stdout().iter().filter(|l| l.contains("ALERT [test] [r]: ") && l.ends_with(text)).count()
-}
-
-fn wait_alert(w: &Watcher, text: &str) {
-    let end = Instant::now() + T;
-    while alerts(w, text) == 0 {
-        if Instant::now() > end {
-            panic!("no alert for {text:?} within {T:?}; stdout {:?}; stderr {:?}", w.stdout(), w.stderr());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn udp_datagrams_are_lines_with_syslog_prefixes_kept() {
     let port = free_udp_port();
     let dir = TempDir::new("listen-udp");
     let cfg = config(&dir, &[format!("{{ name: dev, type: udp, address: \"127.0.0.1:{port}\" }}")], "ERROR|temp=");
-    let mut w = watch(&cfg);
+    let mut w = Watcher::watch(&cfg);
     w.wait_err(&format!("listening on udp 127.0.0.1:{port}"), T);
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let to = ("127.0.0.1", port);
@@ -62,12 +44,12 @@ fn udp_datagrams_are_lines_with_syslog_prefixes_kept() {
     s.send_to(b"ERROR bad \xff utf8", to).unwrap();
     s.send_to(&vec![b'E'; 5000], to).unwrap();
     s.send_to(b"ERROR after a long one", to).unwrap();
-    wait_alert(&w, "ERROR after a long one");
-    assert_eq!(alerts(&w, "<34>Oct 11 22:14:15 mymachine su: ERROR 'su root' failed"), 1);
-    assert_eq!(alerts(&w, "<165>1 2003-10-11T22:14:15.003Z host app - ID47 - ERROR five424"), 1);
-    assert_eq!(alerts(&w, "sensor temp=41"), 1);
-    assert_eq!(alerts(&w, "sensor temp=42"), 1);
-    assert_eq!(alerts(&w, "ERROR bad \u{FFFD} utf8"), 1);
+    w.wait_alert("ERROR after a long one", T);
+    assert_eq!(w.count_alert("<34>Oct 11 22:14:15 mymachine su: ERROR 'su root' failed"), 1);
+    assert_eq!(w.count_alert("<165>1 2003-10-11T22:14:15.003Z host app - ID47 - ERROR five424"), 1);
+    assert_eq!(w.count_alert("sensor temp=41"), 1);
+    assert_eq!(w.count_alert("sensor temp=42"), 1);
+    assert_eq!(w.count_alert("ERROR bad \u{FFFD} utf8"), 1);
     assert!(w.stdout().iter().all(|l| l.len() < 1200));
     assert!(w.stop().success());
 }
@@ -77,14 +59,14 @@ fn tcp_listener_lines_connection_limit_and_idle_timeout() {
     let port = free_port();
     let dir = TempDir::new("listen-tcp");
     let cfg = config(&dir, &[format!("{{ name: dev, type: tcp, address: \"127.0.0.1:{port}\", max_connections: 2, idle_timeout: 1 }}")], "ERROR");
-    let mut w = watch(&cfg);
+    let mut w = Watcher::watch(&cfg);
     w.wait_err(&format!("listening on tcp 127.0.0.1:{port}"), T);
     let mut a = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
     a.write_all(b"<13>Jan  1 00:00:00 h ERROR from a\nERROR split ").unwrap();
     b.write_all(b"ERROR from b\n").unwrap();
-    wait_alert(&w, "ERROR from a");
-    wait_alert(&w, "ERROR from b");
+    w.wait_alert("ERROR from a", T);
+    w.wait_alert("ERROR from b", T);
     // A third connection is over the limit: accepted and closed at once.
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -94,7 +76,7 @@ fn tcp_listener_lines_connection_limit_and_idle_timeout() {
     w.wait_err("refused: already 2 connection(s) (max_connections)", T);
     // The partial line of a closes with its connection.
     a.write_all(b"line\n").unwrap();
-    wait_alert(&w, "ERROR split line");
+    w.wait_alert("ERROR split line", T);
     drop(a);
     // Now there is room again.
     let t0 = Instant::now();
@@ -112,7 +94,7 @@ fn tcp_listener_lines_connection_limit_and_idle_timeout() {
             }
         }
     };
-    wait_alert(&w, "ERROR from d");
+    w.wait_alert("ERROR from d", T);
     // b stays silent: closed after idle_timeout (1 s).
     b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let t0 = Instant::now();
@@ -132,14 +114,14 @@ fn bind_error_is_named_and_retried_while_the_watcher_stays_up() {
     let port = taken.local_addr().unwrap().port();
     let dir = TempDir::new("listen-busy");
     let cfg = config(&dir, &[format!("{{ name: dev, type: tcp, address: \"127.0.0.1:{port}\" }}")], "ERROR");
-    let mut w = watch(&cfg);
+    let mut w = Watcher::watch(&cfg);
     w.wait_err(&format!("listen dev: cannot listen on tcp 127.0.0.1:{port}: Address already in use"), T);
     assert!(w.child.try_wait().unwrap().is_none(), "the watcher stays up");
     drop(taken);
     w.wait_err(&format!("listening on tcp 127.0.0.1:{port}"), T);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"ERROR at last\n").unwrap();
-    wait_alert(&w, "ERROR at last");
+    w.wait_alert("ERROR at last", T);
     let named = w.stderr().iter().filter(|l| l.contains("cannot listen")).count();
     assert_eq!(named, 1, "logged once, not once per retry: {:?}", w.stderr());
     assert!(w.stop().success());
@@ -164,7 +146,7 @@ fn real_peer_logger_udp_and_tcp() {
     // The rule targets `dev`; let it see both listeners.
     let text = std::fs::read_to_string(&cfg).unwrap().replace("listeners: [dev]", "listeners: [dev, devtcp]");
     std::fs::write(&cfg, text).unwrap();
-    let w = watch(&cfg);
+    let w = Watcher::watch(&cfg);
     w.wait_err(&format!("listening on udp 127.0.0.1:{up}"), T);
     w.wait_err(&format!("listening on tcp 127.0.0.1:{tp}"), T);
     for (flag, port, msg) in [("--udp", up, "ERROR via udp"), ("--tcp", tp, "ERROR via tcp")] {

@@ -36,25 +36,6 @@ fn stream(name: &str, kind: &str, url: &str, more: &str) -> String {
     format!("{{ name: {name}, type: {kind}, url: {url:?}{m} }}")
 }
 
-fn watch(cfg: &std::path::Path) -> Watcher {
-    Watcher::start(&["watch", "--config", cfg.to_str().unwrap()])
-}
-
-/// Alerts on stdout whose line ends with `text`.
-fn alerts(w: &Watcher, text: &str) -> usize {
-    w.stdout().iter().filter(|l| l.contains("ALERT [test] [r]: ") && l.ends_with(text)).count()
-}
-
-fn wait_alert(w: &Watcher, text: &str) {
-    let end = Instant::now() + T;
-    while alerts(w, text) == 0 {
-        if Instant::now() > end {
-            panic!("no alert for {text:?} within {T:?}; stdout {:?}; stderr {:?}", w.stdout(), w.stderr());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // tcp
 // ---------------------------------------------------------------------------
@@ -73,14 +54,14 @@ fn tcp_lines_partial_long_and_invalid_utf8() {
     });
     let dir = TempDir::new("tcp-lines");
     let cfg = config(&dir, &[stream("agg", "tcp", &format!("tcp://{}", srv.addr), "")], "ERROR", "max_line_bytes: 1024\n");
-    let mut w = watch(&cfg);
-    wait_alert(&w, "ERROR after");
-    assert_eq!(alerts(&w, "ERROR one"), 1);
-    assert_eq!(alerts(&w, "ERROR two"), 1);
-    assert_eq!(alerts(&w, "ERROR bad \u{FFFD}\u{FFFD} utf8"), 1, "{:?}", w.stdout());
+    let mut w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR after", T);
+    assert_eq!(w.count_alert("ERROR one"), 1);
+    assert_eq!(w.count_alert("ERROR two"), 1);
+    assert_eq!(w.count_alert("ERROR bad \u{FFFD}\u{FFFD} utf8"), 1, "{:?}", w.stdout());
     // The long line was cut at 1024 bytes and still matched, once.
     let cut = format!("ERROR long {}", "x".repeat(1024 - 11));
-    assert_eq!(alerts(&w, &cut), 1, "{:?}", w.stdout().iter().map(|l| l.len()).collect::<Vec<_>>());
+    assert_eq!(w.count_alert(&cut), 1, "{:?}", w.stdout().iter().map(|l| l.len()).collect::<Vec<_>>());
     assert!(w.stdout().iter().all(|l| l.len() < 1200));
     assert!(w.stdout().iter().any(|l| l.contains("[stream:agg]") || l.contains("ALERT")));
     assert_eq!(srv.connections(), 1);
@@ -99,9 +80,9 @@ fn tcp_plain_host_port_and_partial_line_at_close() {
     });
     let dir = TempDir::new("tcp-plain");
     let cfg = config(&dir, &[stream("p", "tcp", &srv.addr, "")], "ERROR", "");
-    let w = watch(&cfg);
-    wait_alert(&w, "ERROR last without newline");
-    assert_eq!(alerts(&w, "ERROR first"), 1);
+    let w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR last without newline", T);
+    assert_eq!(w.count_alert("ERROR first"), 1);
     srv.wait_connections(2, T);
 }
 
@@ -112,7 +93,7 @@ fn tcp_silent_server_hits_the_idle_timeout_and_reconnects() {
     });
     let dir = TempDir::new("tcp-idle");
     let cfg = config(&dir, &[stream("quiet", "tcp", &srv.addr, "idle_timeout: 0.5")], "ERROR", "");
-    let w = watch(&cfg);
+    let w = Watcher::watch(&cfg);
     srv.wait_connections(2, T);
     w.wait_err("no data for 0.5 s (idle_timeout)", T);
 }
@@ -124,7 +105,7 @@ fn tcp_server_closing_after_every_line_gets_backoff_not_a_busy_loop() {
     });
     let dir = TempDir::new("tcp-flap");
     let cfg = config(&dir, &[stream("flap", "tcp", &srv.addr, "")], "ERROR", "");
-    let w = watch(&cfg);
+    let w = Watcher::watch(&cfg);
     srv.wait_connections(1, T);
     let t0 = Instant::now();
     let c0 = srv.connections();
@@ -134,7 +115,7 @@ fn tcp_server_closing_after_every_line_gets_backoff_not_a_busy_loop() {
     // 0.1 s doubling to 1 s with full jitter: a handful of attempts, never hundreds.
     assert!(n <= 15, "{n} connections in {el:?}");
     assert!(n >= 2, "it must keep reconnecting: {n} connections in {el:?}");
-    wait_alert(&w, "ERROR line 1");
+    w.wait_alert("ERROR line 1", T);
     // Logged once, not once per retry.
     let lost = w.stderr().iter().filter(|l| l.contains("WARN") && l.contains("stream flap")).count();
     assert!(lost <= 2, "{:?}", w.stderr());
@@ -145,13 +126,13 @@ fn tcp_connection_refused_is_retried_and_logged_once() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = TempDir::new("tcp-refused");
     let cfg = config(&dir, &[stream("gone", "tcp", &format!("127.0.0.1:{port}"), "")], "ERROR", "");
-    let w = watch(&cfg);
+    let w = Watcher::watch(&cfg);
     w.wait_err("cannot connect to 127.0.0.1", T);
     // Start the server on that port: the stream comes up.
     let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let (mut c, _) = l.accept().unwrap();
     c.write_all(b"ERROR finally\n").unwrap();
-    wait_alert(&w, "ERROR finally");
+    w.wait_alert("ERROR finally", T);
     let warned = w.stderr().iter().filter(|l| l.contains("cannot connect") && l.contains("WARN")).count();
     assert_eq!(warned, 1, "{:?}", w.stderr());
 }
@@ -178,11 +159,11 @@ fn http_bodies_chunked_length_and_until_close_are_read_as_they_arrive() {
         "ERROR",
         "",
     );
-    let mut w = watch(&cfg);
+    let mut w = Watcher::watch(&cfg);
     // The chunked body is still open (held): its lines arrived as they came.
     for t in ["ERROR c1", "ERROR c2", "ERROR c3 partial end", "ERROR l1", "ERROR l2", "ERROR u1", "ERROR u2"] {
-        wait_alert(&w, t);
-        assert_eq!(alerts(&w, t), 1, "{t}");
+        w.wait_alert(t, T);
+        assert_eq!(w.count_alert(t), 1, "{t}");
     }
     let r = chunked.expect(T, "first request");
     assert_eq!(r.method, "GET");
@@ -213,7 +194,7 @@ fn http_500_401_redirect_loop_and_silence_are_named_and_retried() {
         "ERROR",
         "",
     );
-    let mut w = watch(&cfg);
+    let mut w = Watcher::watch(&cfg);
     w.wait_err("stream five: http://127.0.0.1", T);
     w.wait_err("HTTP 500 Internal Server Error", T);
     w.wait_err("stream auth: http://127.0.0.1", T);
@@ -236,8 +217,8 @@ fn http_redirect_is_followed() {
     let first = HttpStream::start(move |_, _| StreamReply::redirect(&to));
     let dir = TempDir::new("http-redirect");
     let cfg = config(&dir, &[stream("r", "http", &first.url("/old"), "")], "ERROR", "");
-    let w = watch(&cfg);
-    wait_alert(&w, "ERROR moved");
+    let w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR moved", T);
     assert_eq!(target.expect(T, "redirected").path, "/new");
 }
 
@@ -246,8 +227,8 @@ fn http_headers_are_sent_and_not_logged() {
     let srv = HttpStream::start(|_, n| if n == 0 { StreamReply::body(Framing::Chunked, &["ERROR h\n"], true) } else { StreamReply::hang() });
     let dir = TempDir::new("http-headers");
     let cfg = config(&dir, &[stream("h", "http", &srv.url("/"), "headers: { X-Api-Key: k123, Authorization: Bearer tok-456 }")], "ERROR", "");
-    let w = watch(&cfg);
-    wait_alert(&w, "ERROR h");
+    let w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR h", T);
     let r = srv.expect(T, "request");
     assert_eq!(r.header("x-api-key"), Some("k123"));
     assert_eq!(r.header("authorization"), Some("Bearer tok-456"));
@@ -264,8 +245,8 @@ fn http_auth_basic_and_bearer_are_sent() {
         "ERROR",
         "",
     );
-    let w = watch(&cfg);
-    wait_for(T, "two alerts", || alerts(&w, "ERROR h") == 2);
+    let w = Watcher::watch(&cfg);
+    wait_for(T, "two alerts", || w.count_alert("ERROR h") == 2);
     let mut reqs = [srv.expect(T, "first"), srv.expect(T, "second")];
     reqs.sort_by(|a, b| a.path.cmp(&b.path));
     assert_eq!(reqs[0].header("authorization"), Some("Bearer tok-456"));
@@ -300,7 +281,7 @@ fn recipe_azure_app_service_log_stream() {
     let w = Watcher::start_with(&["watch", "--config", cfg.to_str().unwrap()], |c| {
         c.env("AZ_PASS", "s3cret");
     });
-    wait_alert(&w, "[Error] System.Exception: boom");
+    w.wait_alert("[Error] System.Exception: boom", T);
     w.wait_err("stream azure-wrong: http://127.0.0.1", T);
     w.wait_err("credentials were refused (HTTP 401)", T);
     assert!(w.stderr().iter().all(|l| !l.contains("s3cret")));
@@ -333,7 +314,7 @@ fn recipe_kubernetes_pod_logs_over_http() {
     let w = Watcher::start_with(&["watch", "--config", cfg.to_str().unwrap()], |c| {
         c.env("K8S_TOKEN", "k8s-token-1");
     });
-    wait_alert(&w, "2026-01-04T10:00:01.000000002Z OperationalError: db gone");
+    w.wait_alert("2026-01-04T10:00:01.000000002Z OperationalError: db gone", T);
     assert_eq!(srv.requests(), 1);
 }
 
@@ -369,10 +350,10 @@ fn sse_framing_and_text_event_stream_detection() {
     let dir = TempDir::new("sse");
     // type http, but answered with text/event-stream: parsed as SSE.
     let cfg = config(&dir, &[stream("ev", "http", &srv.url("/events"), "")], "ERROR", "");
-    let w = watch(&cfg);
-    wait_alert(&w, "ERROR b1");
-    assert_eq!(alerts(&w, "ERROR a1"), 1);
-    assert_eq!(alerts(&w, "ERROR a2"), 1);
+    let w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR b1", T);
+    assert_eq!(w.count_alert("ERROR a1"), 1);
+    assert_eq!(w.count_alert("ERROR a2"), 1);
     assert!(w.stdout().iter().all(|l| !l.contains("keep-alive") && !l.contains("data:") && !l.contains("never dispatched")), "{:?}", w.stdout());
     srv.expect(T, "first");
     let again = srv.expect(T, "reconnect");
@@ -388,8 +369,8 @@ fn sse_resume_with_last_event_id_loses_nothing() {
     });
     let dir = TempDir::new("sse-resume");
     let cfg = config(&dir, &[stream("ev", "sse", &srv.url("/ev"), "")], "EVENT", "");
-    let w = watch(&cfg);
-    wait_alert(&w, "EVENT 6");
+    let w = Watcher::watch(&cfg);
+    w.wait_alert("EVENT 6", T);
     let first = srv.expect(T, "first");
     assert_eq!(first.header("last-event-id"), None);
     assert_eq!(first.header("accept"), Some("text/event-stream"));
@@ -397,7 +378,7 @@ fn sse_resume_with_last_event_id_loses_nothing() {
     assert_eq!(second.header("last-event-id"), Some("3"));
     std::thread::sleep(Duration::from_millis(200));
     for i in 1..=6 {
-        assert_eq!(alerts(&w, &format!("EVENT {i}")), 1, "event {i}: {:?}", w.stdout());
+        assert_eq!(w.count_alert(&format!("EVENT {i}")), 1, "event {i}: {:?}", w.stdout());
     }
     assert_eq!(srv.requests(), 2);
 }
@@ -416,16 +397,16 @@ fn sse_last_event_id_is_saved_in_the_state_file_and_resumed_after_a_restart() {
     let dir = TempDir::new("sse-state");
     let st = dir.path("state");
     let cfg = config(&dir, &[stream("ev", "sse", &srv.url("/ev"), "")], "EVENT", &format!("state_file: {:?}\n", st.to_str().unwrap()));
-    let mut w = watch(&cfg);
-    wait_alert(&w, "EVENT 3");
+    let mut w = Watcher::watch(&cfg);
+    w.wait_alert("EVENT 3", T);
     assert_eq!(srv.expect(T, "first request").header("last-event-id"), None);
     assert_eq!(w.stop().code(), Some(0));
     let saved = || -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(&st).unwrap()).unwrap() };
     assert_eq!(saved()["streams"]["ev"], "3", "{}", saved());
     let mut all = w.stdout();
 
-    let mut w = watch(&cfg);
-    wait_alert(&w, "EVENT 5");
+    let mut w = Watcher::watch(&cfg);
+    w.wait_alert("EVENT 5", T);
     let first = srv.expect(T, "first request of the second run");
     assert_eq!(first.header("last-event-id"), Some("3"));
     assert_eq!(w.stop().code(), Some(0));
@@ -450,8 +431,8 @@ fn stream_connects_and_failures_are_counted_in_the_exit_stats() {
     });
     let dir = TempDir::new("stream-stats");
     let cfg = config(&dir, &[stream("flaky", "tcp", &srv.addr, "")], "ERROR", "");
-    let mut w = watch(&cfg);
-    wait_alert(&w, "ERROR conn 1");
+    let mut w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR conn 1", T);
     assert_eq!(w.stop().code(), Some(0));
     let err = w.stderr();
     let stats = err.iter().rev().find(|l| l.contains("stats: ")).unwrap_or_else(|| panic!("no stats line: {err:?}"));
@@ -486,8 +467,8 @@ fn sse_malformed_stream_is_bounded_and_the_watcher_stays_up() {
     });
     let dir = TempDir::new("sse-bad");
     let cfg = config(&dir, &[stream("bad", "sse", &srv.url("/"), "")], "ERROR", "");
-    let w = watch(&cfg);
-    wait_alert(&w, "ERROR still alive");
+    let w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR still alive", T);
     w.wait_err("ignoring an SSE `retry:` that is not a number", T);
     w.wait_err("grew beyond 1048576 bytes", T);
     let warned = w.stderr().iter().filter(|l| l.contains("retry:")).count();
@@ -521,7 +502,7 @@ fn sigterm_while_every_stream_type_is_blocked_in_a_read_exits_promptly() {
     s.push_str(&listen);
     s.push_str("alerts:\n  console: { type: stdout }\nrules:\n  - { name: r, pattern: ERROR, alert: console }\n");
     let cfg = dir.write("cfg.yaml", &s);
-    let mut w = watch(&cfg);
+    let mut w = Watcher::watch(&cfg);
     tcp.wait_connections(1, T);
     w.wait_err("stream h: connected", T);
     w.wait_err("stream s: connected", T);
@@ -570,10 +551,10 @@ fn real_peer_socat_tcp_server() {
     );
     // No wait for socat to listen: a refused connection is simply retried.
     let cfg = config(&dir, &[stream("socat", "tcp", &format!("tcp://127.0.0.1:{port}"), "")], "ERROR", "");
-    let w = watch(&cfg);
+    let w = Watcher::watch(&cfg);
     wait_for(T, "10 alerts from socat", || w.count_out("ERROR") >= 10);
     for i in (0..1000).filter(|i| i % 100 == 7) {
-        assert_eq!(alerts(&w, &format!("line {i} ERROR")), 1, "{i}");
+        assert_eq!(w.count_alert(&format!("line {i} ERROR")), 1, "{i}");
     }
 }
 
@@ -585,7 +566,7 @@ fn http_proxy_from_the_environment_is_used() {
     let w = Watcher::start_with(&["watch", "--config", cfg.to_str().unwrap()], |c| {
         c.env("HTTP_PROXY", &proxy.base).env_remove("NO_PROXY").env_remove("no_proxy").env_remove("ALL_PROXY").env_remove("HTTPS_PROXY");
     });
-    wait_alert(&w, "ERROR via proxy");
+    w.wait_alert("ERROR via proxy", T);
     let r = proxy.expect(T, "proxied request");
     assert_eq!(r.path, "http://logs.invalid:8080/tail?x=1");
     assert_eq!(r.header("host"), Some("logs.invalid:8080"));

@@ -93,6 +93,11 @@ impl Watcher {
         Self::start_with(args, |_| {})
     }
 
+    /// Start `tinywatcher watch --config CFG`.
+    pub fn watch(cfg: &Path) -> Watcher {
+        Self::start(&["watch", "--config", cfg.to_str().unwrap()])
+    }
+
     /// Start with a hook to adjust the command (env, stdin…).
     pub fn start_with(args: &[&str], f: impl FnOnce(&mut Command)) -> Watcher {
         let mut c = Command::new(BIN);
@@ -121,6 +126,17 @@ impl Watcher {
             self.count_out(needle) > 0 || self.exited_early()
         });
         assert!(self.count_out(needle) > 0, "tinywatcher exited before printing {needle:?}; stderr: {:?}", self.stderr());
+    }
+    /// Alerts of rule `r` from identity `test` (as `stdout_config` and the
+    /// stream/listener test configs make them) whose line ends with `text`.
+    pub fn count_alert(&self, text: &str) -> usize {
+        self.out.lock().unwrap().iter().filter(|l| l.contains("ALERT [test] [r]: ") && l.ends_with(text)).count()
+    }
+    /// Wait for such an alert.
+    pub fn wait_alert(&self, text: &str, timeout: Duration) {
+        wait_for_else(timeout, || format!("an alert for {text:?}; stdout {:?}; stderr {:?}", self.stdout(), self.stderr()), || {
+            self.count_alert(text) > 0
+        });
     }
     /// Wait for a stderr line containing `needle`.
     pub fn wait_err(&self, needle: &str, timeout: Duration) {
