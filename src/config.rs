@@ -304,6 +304,17 @@ pub enum StreamType {
     Tcp,
 }
 
+impl StreamType {
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamType::Websocket => "websocket",
+            StreamType::Http => "http",
+            StreamType::Sse => "sse",
+            StreamType::Tcp => "tcp",
+        }
+    }
+}
+
 /// `tls:` of a stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -374,6 +385,15 @@ pub struct StreamCfg {
 pub enum ListenType {
     Udp,
     Tcp,
+}
+
+impl ListenType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenType::Udp => "udp",
+            ListenType::Tcp => "tcp",
+        }
+    }
 }
 
 /// A listener input (devices push lines to us), as written.
@@ -971,7 +991,7 @@ fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
             StreamType::Http | StreamType::Sse => "an http:// or https:// URL",
             StreamType::Tcp => "host:port, tcp://host:port or tls://host:port",
         };
-        return Err(("url", format!("url {shown:?}: expected {want} for type {:?}", s.kind).to_lowercase()));
+        return Err(("url", format!("url {shown:?}: expected {want} for type {}", s.kind.name())));
     }
     if let Some(tls_scheme @ ("wss" | "https" | "tls")) = scheme.as_deref() {
         if !cfg!(feature = "tls") {

@@ -138,9 +138,24 @@ fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     let mut out = String::new();
     let src = cfg.path.as_ref().map_or("command line".into(), |p| p.display().to_string());
     out.push_str(&format!("config {src}: OK\nidentity: {}\n", cfg.identity));
-    out.push_str(&format!("inputs: {} file(s){}\n", cfg.files.len(), if cfg.stdin { " + stdin" } else { "" }));
+    out.push_str(&format!(
+        "inputs: {} file(s){}, {} stream(s), {} listener(s)\n",
+        cfg.files.len(),
+        if cfg.stdin { " + stdin" } else { "" },
+        cfg.streams.len(),
+        cfg.listen.len()
+    ));
     for f in &cfg.files {
         out.push_str(&format!("  file {} (read_from: {})\n", f.path, if f.read_from == config::ReadFrom::Beginning { "beginning" } else { "end" }));
+    }
+    for st in &cfg.streams {
+        out.push_str(&format!("  stream {}: {} {}\n", st.name, st.kind.name(), net::redact_url(&st.url)));
+    }
+    for l in &cfg.listen {
+        out.push_str(&format!("  listen {}: {} on {}\n", l.name, l.kind.name(), l.address));
+    }
+    if let Some(p) = &cfg.state_file {
+        out.push_str(&format!("state file: {}\n", p.display()));
     }
     out.push_str(&format!("rules: {}\n", cfg.rules.len()));
     for r in &cfg.rules {
