@@ -46,7 +46,9 @@ test:
 	$(CARGO) test --all-targets
 
 # Figures: follow throughput (10 and 100 rules) against grep's ceiling in the
-# same run, append-to-alert latency, and the idle footprint of 100 files.
+# same run, append-to-alert latency, and the idle footprint of 100 files; then
+# our own bench/ scripts: --until-match startup, --once against grep, check on a
+# 1 GiB file, one tcp / websocket stream, and the footprint of 50 idle streams.
 bench: release
 	@mkdir -p $(BENCHDIR)
 	@[ -s $(BENCHDIR)/lines.txt ] || python3 $(BENCH)/gen_lines.py $(BENCHDIR)/lines.txt $(LINES)
@@ -66,6 +68,23 @@ bench: release
 	   echo "idle, static musl build: $$($(BENCH)/idle_footprint.sh $(STATIC) 100 10)" && \
 	   echo "static tw10: $$($(BENCH)/follow_throughput.sh $(STATIC) $(BENCHDIR)/lines.txt $$(grep -c ERRMARK $(BENCHDIR)/lines.txt))"; \
 	 else echo "(rustup target add $(MUSL) to measure the static build)"; fi
+	@echo "== one-shot modes and streams (bench/, each figure a median or three runs side by side)"
+	@echo "until-match startup, 1-line file (goal: median < 5 ms): $$(bench/until_match_startup.sh $(BIN))"
+	@for i in 1 2 3; do \
+	   g=$$($(BENCH)/grep_ceiling.sh $(BENCHDIR)/lines.txt); echo "grep  $$g"; \
+	   o=$$(SHARED=$(BENCH) bench/once_throughput.sh $(BIN) $(BENCHDIR)/lines.txt); echo "--once, 10 rules: $$o"; \
+	   python3 -c "import re; f=lambda p, s: float(re.search(p + ' .*?lines_per_s=([0-9,]+)', s).group(1).replace(',','')); G, O = '''$$g''', '''$$o'''; g, a, b = f('grep', G), f('once', O), f('once[+]state', O); print(f'ratios: once/grep={a/g:.2f} once+state/grep={b/g:.2f} (goal >=0.6)')"; \
+	 done
+	@echo "check -n 100, 1 GiB file (goal: median < 50 ms): $$(BENCHDIR=$(BENCHDIR) bench/check_tail.sh $(BIN))"
+	@for i in 1 2 3; do \
+	   echo "one stream, 1 M lines, 10 rules (no goal; ws vs websocketd alone): $$(SHARED=$(BENCH) bench/stream_throughput.sh $(BIN) $(BENCHDIR)/lines.txt)"; \
+	 done
+	@echo "50 idle tcp streams, glibc+TLS (goal: < 4096 KiB, 1 process): $$(bench/idle_streams.sh $(BIN) 50 10)"
+	@if rustup target list --installed 2>/dev/null | grep -q $(MUSL); then \
+	   $(MAKE) -s static >/dev/null 2>&1 && \
+	   echo "50 idle tcp streams, static musl (goal: < 4096 KiB, 1 process): $$(bench/idle_streams.sh $(STATIC) 50 10)" && \
+	   echo "until-match startup, static musl (goal: median < 5 ms): $$(bench/until_match_startup.sh $(STATIC))"; \
+	 fi
 
 clean:
 	$(CARGO) clean
