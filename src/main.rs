@@ -226,7 +226,12 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
     // Batches are up to ~128 KiB: 16 in flight bound the memory a burst costs.
     let (tx, rx) = crossbeam_channel::bounded(16);
-    let handles = input::start(cfg, tx, stop.clone(), a.once, store.as_ref().map(|s| (s.path(), &s.state)));
+    let mode = match (a.once, a.until_match) {
+        (true, _) => input::Mode::Once,
+        (false, true) => input::Mode::UntilMatch,
+        _ => input::Mode::Watch,
+    };
+    let handles = input::start(cfg, tx, stop.clone(), mode, store.as_ref().map(|s| (s.path(), &s.state)));
     let inputs = handles.len();
     let nets = if a.once { String::new() } else { format!(", {} stream(s), {} listener(s)", cfg.streams.len(), cfg.listen.len()) };
     log::info!(

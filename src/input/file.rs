@@ -53,7 +53,16 @@ pub struct Options {
     pub once: bool,
     /// Saved positions to start from; also: send `Event::Mark`s.
     pub resume: Option<Resume>,
+    /// `--until-match`: poll for the first `LAZY_WATCH` before creating the
+    /// inotify instance. A match in what the files already hold then ends the
+    /// run without one: tearing an inotify instance down at exit costs the
+    /// kernel an RCU grace period (5-20 ms), most of such a run's time.
+    pub lazy_watch: bool,
 }
+
+/// How long `lazy_watch` polls (every `LAZY_POLL`) before using inotify.
+const LAZY_WATCH: Duration = Duration::from_millis(100);
+const LAZY_POLL: Duration = Duration::from_millis(5);
 
 /// The file positions loaded from a state file.
 pub struct Resume {
@@ -157,6 +166,8 @@ struct Follower {
     index: HashMap<PathBuf, PathBuf>,
     index_stale: bool,
     notify: Option<notify::Inotify>,
+    /// `lazy_watch`: when to create `notify`.
+    watch_from: Option<Instant>,
     io: Io,
     gen: u64,
     /// `--once`: read to the end, then stop.
@@ -217,7 +228,8 @@ impl Follower {
             files: BTreeMap::new(),
             index: HashMap::new(),
             index_stale: true,
-            notify: if opts.once { None } else { notify::Inotify::new() },
+            notify: if opts.once || opts.lazy_watch { None } else { notify::Inotify::new() },
+            watch_from: (opts.lazy_watch && !opts.once).then(|| Instant::now() + LAZY_WATCH),
             io: Io { tx, stop, max, sent: false },
             gen: 0,
             once: opts.once,
@@ -268,13 +280,22 @@ impl Follower {
             if self.io.stop.is_stopped() {
                 return Err(super::Closed);
             }
-            let timeout = TICK.min(next_rescan.saturating_duration_since(Instant::now()));
+            let mut timeout = TICK.min(next_rescan.saturating_duration_since(Instant::now()));
+            if self.watch_from.is_some() {
+                timeout = LAZY_POLL;
+            }
             changes.clear();
             match &mut self.notify {
                 Some(n) => n.wait(timeout, &mut changes),
                 None => std::thread::sleep(timeout),
             }
             let mut rescan = Instant::now() >= next_rescan;
+            if self.watch_from.is_some_and(|t| Instant::now() >= t) {
+                // The lazy start is over: watch (the rescan adds the watches).
+                self.watch_from = None;
+                self.notify = notify::Inotify::new();
+                rescan = true;
+            }
             for c in changes.drain(..) {
                 match c {
                     Change::Rescan => rescan = true,

@@ -16,14 +16,25 @@ use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Start every input of `cfg`. `once`: files are read to their end, then
-/// end (`--once`). `state`: the state file and what it saved, to resume file
+/// How a run uses its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Follow until stopped.
+    Watch,
+    /// `--once`: files are read to their end, then end.
+    Once,
+    /// `--until-match`: follow, but a match in what is already there should
+    /// end the run as fast as possible.
+    UntilMatch,
+}
+
+/// Start every input of `cfg`, as `mode` says. `state`: the state file and what it saved, to resume file
 /// positions and SSE event ids from (and to send `Event::Mark`s).
-pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop, once: bool, state: Option<(&Path, &State)>) -> Vec<JoinHandle<()>> {
+pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop, mode: Mode, state: Option<(&Path, &State)>) -> Vec<JoinHandle<()>> {
     let mut v = Vec::new();
     if !cfg.files.is_empty() {
         let resume = state.map(|(path, st)| file::Resume { state_file: path.to_path_buf(), files: st.files.clone() });
-        let opts = file::Options { once, resume };
+        let opts = file::Options { once: mode == Mode::Once, resume, lazy_watch: mode == Mode::UntilMatch };
         v.push(file::spawn(cfg.files.clone(), cfg.max_line_bytes, tx.clone(), stop.clone(), opts));
     }
     for s in &cfg.streams {

@@ -18,7 +18,7 @@
 //! - Other non-2xx: logged with the status, retried with backoff.
 
 use super::sse::Parser as SseParser;
-use super::{is_timeout, tcp_connect, Conn, StreamError, READ_BUF};
+use super::{is_timeout, tcp_connect, Conn, ReadBuf, StreamError};
 use crate::config::{AuthCfg, StreamSpec, StreamType};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -392,21 +392,21 @@ fn body(w: &mut Wire, rest: Vec<u8>, framing: Framing, sse: bool, spec: &StreamS
     if !rest.is_empty() && dec.decode(&rest, &mut |p| deliver(conn, p)).map_err(map)? {
         return Ok(());
     }
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = ReadBuf::new();
     let mut last = Instant::now();
     let idle = spec.idle_timeout;
     loop {
         if conn.stopped() {
             return Err(StreamError::Stopped);
         }
-        let n = match w.read(&mut buf) {
-            Ok(0) => {
+        let data = match buf.read(w) {
+            Ok([]) => {
                 return match dec.at_close() {
                     Ok(()) => Ok(()),
                     Err(e) => Err(StreamError::Lost(e)),
                 }
             }
-            Ok(n) => n,
+            Ok(data) => data,
             Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {
                 if !idle.is_zero() && last.elapsed() >= idle {
                     return Err(super::idle_error(idle));
@@ -416,7 +416,7 @@ fn body(w: &mut Wire, rest: Vec<u8>, framing: Framing, sse: bool, spec: &StreamS
             Err(e) => return Err(StreamError::Lost(format!("read error: {e}"))),
         };
         last = Instant::now();
-        let done = dec.decode(&buf[..n], &mut |p| deliver(conn, p)).map_err(map)?;
+        let done = dec.decode(data, &mut |p| deliver(conn, p)).map_err(map)?;
         if done {
             return Ok(());
         }

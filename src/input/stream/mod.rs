@@ -46,6 +46,27 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// Bytes read from a socket at once.
 pub const READ_BUF: usize = 64 * 1024;
 
+/// A stream's read buffer: it starts small (an idle stream costs little
+/// memory: fifty of them must fit in a few MB) and doubles, up to
+/// `READ_BUF`, each time a read fills it (a busy stream reads in big chunks).
+pub struct ReadBuf(Vec<u8>);
+
+impl ReadBuf {
+    pub fn new() -> ReadBuf {
+        ReadBuf(vec![0; 4096])
+    }
+
+    /// Read once into the buffer; the bytes read.
+    pub fn read<R: Read + ?Sized>(&mut self, r: &mut R) -> std::io::Result<&[u8]> {
+        let n = r.read(&mut self.0)?;
+        if n == self.0.len() && n < READ_BUF {
+            self.0.resize((n * 2).min(READ_BUF), 0);
+            return Ok(&self.0[..n]);
+        }
+        Ok(&self.0[..n])
+    }
+}
+
 /// Why a connection ended (or never started).
 #[derive(Debug)]
 pub enum StreamError {
@@ -303,17 +324,17 @@ pub type Sink<'a> = dyn FnMut(&mut Conn, &[u8]) -> Result<(), StreamError> + 'a;
 /// stream; `Lost` after `idle` without a byte (zero: never) or on a read
 /// error; `Stopped` when the stop flag is set.
 pub fn pump<R: Read + ?Sized>(r: &mut R, conn: &mut Conn, idle: Duration, sink: &mut Sink) -> Result<(), StreamError> {
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = ReadBuf::new();
     let mut last = Instant::now();
     loop {
         if conn.stopped() {
             return Err(StreamError::Stopped);
         }
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
+        match buf.read(r) {
+            Ok([]) => return Ok(()),
+            Ok(data) => {
                 last = Instant::now();
-                sink(conn, &buf[..n])?;
+                sink(conn, data)?;
             }
             Err(e) if is_timeout(&e) => {
                 if !idle.is_zero() && last.elapsed() >= idle {
