@@ -195,3 +195,17 @@ fn check_a_large_file_reads_from_the_end() {
         .unwrap_or_else(|| panic!("no read log: {err}"));
     assert!(read < 1 << 20, "read {read} bytes for 10 lines");
 }
+
+#[test]
+fn stdout_does_not_drop_a_burst_of_alerts() {
+    // 50,000 matching lines at once: the stdout queue (8192) fills, and the
+    // matcher waits for room instead of dropping (stdout is local and fast).
+    let d = TempDir::new("burst");
+    let text: String = (0..50_000).map(|i| format!("ERROR burst {i}\n")).collect();
+    let f = d.write("app.log", &text);
+    let o = Command::new(BIN).args(["watch", "--once", "--file", f.to_str().unwrap(), "--rule", "ERROR"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.lines().filter(|l| l.contains("ALERT")).count(), 50_000);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("dropped"));
+}

@@ -21,7 +21,7 @@ use crate::backoff::Backoff;
 use crate::config::AlertCfg;
 use crate::event::Alert;
 use crate::stats::{self, STATS};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const STDOUT_QUEUE: usize = 8192;
 /// Default queue length of an HTTP destination (`queue:` overrides it).
 const DEFAULT_QUEUE: usize = 1024;
+/// How long the matcher waits for room in a full stdout queue before dropping.
+const STDOUT_WAIT: Duration = Duration::from_secs(1);
 /// At most one "queue full" warning per destination this often.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Stack of a stdout sender thread.
@@ -49,6 +51,10 @@ struct Dest {
     name: String,
     tx: Sender<Arc<Alert>>,
     capacity: usize,
+    /// How long `dispatch` may wait for room: stdout only (a local write that
+    /// catches up in microseconds; dropping there would lose alerts of a
+    /// burst for nothing), never a network destination.
+    wait: Duration,
     /// Alerts queued or in flight (decremented once delivered or given up).
     pending: Arc<AtomicUsize>,
     drops: Mutex<DropLog>,
@@ -112,7 +118,8 @@ impl Senders {
             };
             let (handle, tx) = spawned.map_err(|e| format!("cannot start the sender thread for {name}: {e}"))?;
             threads.push(handle);
-            dests.push(Dest { name: name.clone(), tx, capacity, pending, drops: Mutex::new(DropLog::default()) });
+            let wait = if matches!(cfg, AlertCfg::Stdout(_)) { STDOUT_WAIT } else { Duration::ZERO };
+            dests.push(Dest { name: name.clone(), tx, capacity, wait, pending, drops: Mutex::new(DropLog::default()) });
         }
         Ok(Senders { dests, threads, done, wake, deadline })
     }
@@ -128,13 +135,18 @@ impl Senders {
         let Some(d) = self.dests.get(idx) else { return };
         // Counted before it is queued, so that the sender never sees it negative.
         d.pending.fetch_add(1, Ordering::SeqCst);
-        if let Err(e) = d.tx.try_send(alert) {
+        let sent = match d.tx.try_send(alert) {
+            Err(TrySendError::Full(a)) if !d.wait.is_zero() => d.tx.send_timeout(a, d.wait).map_err(|e| match e {
+                SendTimeoutError::Timeout(_) => "queue full",
+                SendTimeoutError::Disconnected(_) => "sender stopped",
+            }),
+            Err(TrySendError::Full(_)) => Err("queue full"),
+            Err(TrySendError::Disconnected(_)) => Err("sender stopped"),
+            Ok(()) => Ok(()),
+        };
+        if let Err(why) = sent {
             d.pending.fetch_sub(1, Ordering::SeqCst);
             stats::add(&STATS.alerts_dropped_queue_full, 1);
-            let why = match e {
-                TrySendError::Full(_) => "queue full",
-                TrySendError::Disconnected(_) => "sender stopped",
-            };
             let mut log = d.drops.lock().unwrap_or_else(|e| e.into_inner());
             log.unreported += 1;
             let now = Instant::now();
