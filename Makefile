@@ -9,7 +9,7 @@ BENCH   ?= ../shared/bench
 BENCHDIR := target/bench
 LINES   ?= 1000000
 
-.PHONY: all build release static run test bench clean
+.PHONY: all build release static static-tls run test bench clean
 
 MUSL    := x86_64-unknown-linux-musl
 STATIC  := target/$(MUSL)/release/tinywatcher
@@ -25,6 +25,10 @@ release:
 # A static binary without TLS, for edge boxes (needs `rustup target add $(MUSL)`).
 static:
 	$(CARGO) build --release --target $(MUSL) --no-default-features
+
+# A static binary with TLS, OpenSSL built in (needs musl-tools for musl-gcc).
+static-tls:
+	$(CARGO) build --release --target $(MUSL) --features vendored-tls
 
 # Demo: a generator appends a line every 0.3 s to run/app.log (some of them
 # errors); tinywatcher follows it with examples/quickstart.yaml. Ctrl-C stops both.
