@@ -164,7 +164,7 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration: seconds, or a string such as 500ms, 30s, 5m, 1h")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
+                parse_duration(&v.to_string()).map(Dur).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
                 Err(E::custom(format!("{v} is negative; expected a duration")))
@@ -1095,6 +1095,7 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("18446744073709551615").is_err(), "too long to add to an Instant");
     }
 
     #[test]

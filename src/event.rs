@@ -43,18 +43,40 @@ pub struct Alert {
     pub labels: Arc<BTreeMap<String, String>>,
 }
 
-/// A stop flag shared by every thread: set once on shutdown.
-#[derive(Clone, Default, Debug)]
-pub struct Stop(Arc<AtomicBool>);
+/// The shutdown signal shared by every thread: a flag that loops look at,
+/// plus a channel the matcher selects on. Set by the signal thread on
+/// SIGINT/SIGTERM, by a stdout sender whose pipe closed, and by `main` when
+/// the run is over.
+#[derive(Clone, Debug)]
+pub struct Stop(Arc<StopInner>);
+
+#[derive(Debug)]
+struct StopInner {
+    flag: AtomicBool,
+    tx: crossbeam_channel::Sender<()>,
+    rx: crossbeam_channel::Receiver<()>,
+}
+
+impl Default for Stop {
+    fn default() -> Stop {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        Stop(Arc::new(StopInner { flag: AtomicBool::new(false), tx, rx }))
+    }
+}
 
 impl Stop {
     pub fn new() -> Stop {
         Stop::default()
     }
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.flag.store(true, Ordering::SeqCst);
+        let _ = self.0.tx.try_send(());
     }
     pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.flag.load(Ordering::Relaxed)
+    }
+    /// Ready once `stop` was called (for `select!`).
+    pub fn notified(&self) -> &crossbeam_channel::Receiver<()> {
+        &self.0.rx
     }
 }

@@ -219,10 +219,9 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     let cfg = &cfg;
     let started = Instant::now();
     let stop = Stop::new();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    spawn_signal_thread(stop.clone(), stop_tx)?;
+    spawn_signal_thread(stop.clone())?;
 
-    let senders = alert::Senders::start(&cfg.alerts, a.json).map_err(Fatal)?;
+    let senders = alert::Senders::start(&cfg.alerts, a.json, &stop).map_err(Fatal)?;
     let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
     // Batches are up to ~128 KiB: 16 in flight bound the memory a burst costs.
     let (tx, rx) = crossbeam_channel::bounded(16);
@@ -248,7 +247,7 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     m.until_match = a.until_match;
     m.store = store;
     let deadline = a.timeout.map(|t| started + t);
-    let outcome = m.run(&rx, &stop_rx, inputs, cfg.stats_interval, deadline);
+    let outcome = m.run(&rx, stop.notified(), inputs, cfg.stats_interval, deadline);
     stop.stop();
     if !a.until_match && !a.once {
         // Give the inputs a moment to end in order (a WebSocket sends its Close).
@@ -299,7 +298,7 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
 }
 
 /// SIGINT/SIGTERM: the first stops the run in order, a second exits at once.
-fn spawn_signal_thread(stop: Stop, tx: crossbeam_channel::Sender<()>) -> Result<(), Fatal> {
+fn spawn_signal_thread(stop: Stop) -> Result<(), Fatal> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Fatal(format!("cannot install signal handlers: {e}")))?;
     std::thread::Builder::new()
@@ -312,7 +311,6 @@ fn spawn_signal_thread(stop: Stop, tx: crossbeam_channel::Sender<()>) -> Result<
                 if n == 1 {
                     log::info!("signal {sig}: shutting down (send it again to exit at once)");
                     stop.stop();
-                    let _ = tx.try_send(());
                 } else {
                     eprintln!("tinywatcher: second signal, exiting now");
                     std::process::exit(130);

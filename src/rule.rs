@@ -314,6 +314,9 @@ impl RuleSet {
         let mut at = 0;
         while at < bytes.len() {
             let Some(m) = scan.find(Input::new(bytes).span(at..bytes.len())) else { break };
+            if m.start() >= bytes.len() {
+                break; // an empty match after the last newline: there is no line there
+            }
             let ls = memrchr(b'\n', &bytes[at..m.start()]).map_or(at, |p| at + p + 1);
             let le = memchr(b'\n', &bytes[m.start()..]).map_or(bytes.len(), |p| m.start() + p);
             // A CRLF line is matched and reported without its `\r`.
@@ -377,6 +380,13 @@ mod tests {
         let s = RuleSet::compile(&[rule("a", Some("^start"), None), rule("b", Some("end$"), None)], &|_| Some(0)).unwrap();
         let h = hits(&s, "x start\nstart x\nthe end\nend x\n");
         assert_eq!(h, vec![("start x".into(), vec![0]), ("the end".into(), vec![1])]);
+    }
+
+    #[test]
+    fn an_empty_match_at_the_end_is_not_a_line() {
+        let s = RuleSet::compile(&[rule("blank", Some(r"^\s*$"), None)], &|_| Some(0)).unwrap();
+        assert_eq!(hits(&s, "a\nb\n"), vec![]);
+        assert_eq!(hits(&s, "a\n\nb\n"), vec![("".into(), vec![0])]);
     }
 
     #[test]

@@ -209,3 +209,24 @@ fn stdout_does_not_drop_a_burst_of_alerts() {
     assert_eq!(out.lines().filter(|l| l.contains("ALERT")).count(), 50_000);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("dropped"));
 }
+
+#[test]
+fn a_closed_stdout_ends_the_run_in_order_and_saves_state() {
+    // `| head -1`: the pipe closes after the first alert; the run still saves
+    // its state (exit 0), so the next run does not alert the same lines again.
+    let d = TempDir::new("epipe");
+    let text: String = (0..20_000).map(|i| format!("SEQ-{i}\n")).collect();
+    let f = d.write("app.log", &text);
+    let st = d.path("state.json");
+    let args = ["-q", "watch", "--once", "--state", st.to_str().unwrap(), "--file", f.to_str().unwrap(), "--rule", "SEQ-"];
+    let mut c = Command::new(BIN).args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(c.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(c.stdout.take()); // close the pipe, as `head` does
+    let status = c.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(st.exists(), "no state saved");
+    let o = Command::new(BIN).args(args).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "second run alerted again: {}", String::from_utf8_lossy(&o.stdout).lines().count());
+    assert!(o.stdout.is_empty());
+}

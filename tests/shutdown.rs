@@ -95,3 +95,31 @@ fn sigint_when_idle_exits_0_promptly() {
     assert_eq!(status.code(), Some(0));
     assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
 }
+
+#[test]
+fn a_stalled_stdout_does_not_hold_matching_back() {
+    // Nobody reads our stdout: the pipe fills, then the stdout queue (8192).
+    // After one 1 s wait, stdout alerts are dropped (counted) and matching
+    // goes on: every line is matched and the run ends. (Waiting 1 s per alert
+    // instead would take the remaining ~3000 alerts as many seconds.)
+    let d = TempDir::new("stall");
+    let text: String = (0..12_000).map(|i| format!("ERROR stall-{i}\n")).collect();
+    let log = d.write("app.log", &text);
+    let mut c = std::process::Command::new(crate::util::BIN)
+        .args(["watch", "--once", "--file", log.to_str().unwrap(), "--rule", "ERROR"])
+        .env("RUST_LOG", "tinywatcher=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdout = c.stdout.take(); // never read
+    let end = Instant::now() + Duration::from_secs(30);
+    while c.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "the run did not end: matching is held back by stdout");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("matches=12000"), "{err}");
+    assert!(err.contains("alerts_dropped_queue_full="), "{err}");
+}

@@ -222,6 +222,139 @@ fn http_redirect_is_followed() {
     assert_eq!(target.expect(T, "redirected").path, "/new");
 }
 
+/// As curl does: a redirect to another origin (here another host and port)
+/// is followed without the stream's credentials or configured headers.
+#[test]
+fn http_cross_origin_redirect_drops_credentials_and_headers() {
+    let other = HttpStream::start(|r, _| {
+        if r.path.starts_with("/other") {
+            StreamReply::body(Framing::Chunked, &[&format!("ERROR served at {}\n", r.path)], true)
+        } else {
+            StreamReply::status(404)
+        }
+    });
+    let port = other.port;
+    // Redirect to `localhost`, the same address under another name.
+    let first = HttpStream::start(move |r, _| StreamReply::redirect(&format!("http://localhost:{port}/other{}", r.path)));
+    let userinfo = first.url("/u").replace("http://", "http://user:pw-789@");
+    let dir = TempDir::new("http-redirect-cross");
+    let cfg = config(
+        &dir,
+        &[
+            stream("x", "http", &first.url("/x"), "auth: { bearer: SECRET-123 }, headers: { X-Api-Key: KEY-456, Accept: text/x-mine }"),
+            stream("u", "http", &userinfo, ""),
+        ],
+        "ERROR",
+        "",
+    );
+    let w = Watcher::watch(&cfg);
+    // The lines served after the redirect are still read and matched.
+    w.wait_alert("ERROR served at /other/x", T);
+    w.wait_alert("ERROR served at /other/u", T);
+    let mut sent = [first.expect(T, "first x"), first.expect(T, "first u")];
+    sent.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(sent[0].header("authorization"), Some("Basic dXNlcjpwdy03ODk="));
+    assert_eq!(sent[1].header("authorization"), Some("Bearer SECRET-123"));
+    assert_eq!(sent[1].header("x-api-key"), Some("KEY-456"));
+    let mut got = [other.expect(T, "redirected x"), other.expect(T, "redirected u")];
+    got.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!((got[0].path.as_str(), got[1].path.as_str()), ("/other/u", "/other/x"));
+    for r in &got {
+        assert_eq!(r.header("authorization"), None, "{r:?}");
+        assert_eq!(r.header("x-api-key"), None, "{r:?}");
+        assert_eq!(r.header("host"), Some(format!("localhost:{port}").as_str()));
+        // The configured Accept went too; the default one replaces it.
+        assert_eq!(r.header("accept"), Some("*/*"));
+    }
+    w.wait_err("stream x: redirected to another origin (http://localhost:", T);
+    w.wait_err("stream u: redirected to another origin (http://localhost:", T);
+    let err = w.stderr();
+    assert_eq!(err.iter().filter(|l| l.contains("stream x: redirected to another origin")).count(), 1, "{err:?}");
+    assert!(err.iter().any(|l| l.contains("credentials and configured headers were not forwarded")), "{err:?}");
+    assert!(err.iter().all(|l| !l.contains("SECRET-123") && !l.contains("KEY-456") && !l.contains("pw-789")), "{err:?}");
+}
+
+/// A redirect within the origin keeps the credentials and headers, the URL's
+/// userinfo included when the Location is relative.
+#[test]
+fn http_same_origin_redirect_keeps_credentials_and_headers() {
+    let srv = HttpStream::start(|r, _| {
+        if let Some(rest) = r.path.strip_prefix("/new") {
+            StreamReply::body(Framing::Chunked, &[&format!("ERROR same origin {rest}\n")], true)
+        } else {
+            StreamReply::redirect(&format!("/new{}", r.path))
+        }
+    });
+    let userinfo = srv.url("/u").replace("http://", "http://user:pw-789@");
+    let dir = TempDir::new("http-redirect-same");
+    let cfg = config(
+        &dir,
+        &[stream("x", "http", &srv.url("/x"), "auth: { bearer: SECRET-123 }, headers: { X-Api-Key: KEY-456 }"), stream("u", "http", &userinfo, "")],
+        "ERROR",
+        "",
+    );
+    let w = Watcher::watch(&cfg);
+    w.wait_alert("ERROR same origin /x", T);
+    w.wait_alert("ERROR same origin /u", T);
+    let mut reqs: Vec<_> = (0..4).map(|i| srv.expect(T, &format!("request {i}"))).collect();
+    reqs.sort_by(|a, b| a.path.cmp(&b.path));
+    let paths: Vec<_> = reqs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/new/u", "/new/x", "/u", "/x"]);
+    for r in &reqs {
+        if r.path.ends_with("/x") {
+            assert_eq!(r.header("authorization"), Some("Bearer SECRET-123"), "{r:?}");
+            assert_eq!(r.header("x-api-key"), Some("KEY-456"), "{r:?}");
+        } else {
+            assert_eq!(r.header("authorization"), Some("Basic dXNlcjpwdy03ODk="), "{r:?}");
+        }
+    }
+    assert!(w.stderr().iter().all(|l| !l.contains("redirected to another origin")), "{:?}", w.stderr());
+}
+
+/// An https stream redirected to http:// is refused outright: the plain
+/// server is never asked (the token would cross the network in cleartext).
+#[cfg(feature = "tls")]
+#[test]
+fn https_redirect_to_http_is_refused() {
+    use std::io::Read;
+    let plain = HttpStream::start(|_, _| StreamReply::body(Framing::Chunked, &["ERROR downgraded\n"], true));
+    let to = plain.url("/plain");
+    let dir_tls = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let id = native_tls::Identity::from_pkcs8(&std::fs::read(dir_tls.join("server.pem")).unwrap(), &std::fs::read(dir_tls.join("server.key")).unwrap()).unwrap();
+    let acc = std::sync::Arc::new(native_tls::TlsAcceptor::new(id).unwrap());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let (acc, to) = (acc.clone(), to.clone());
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(mut t) = acc.accept(s) else { return };
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match t.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = t.write_all(format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+                let _ = t.flush();
+                std::thread::sleep(Duration::from_millis(500));
+            });
+        }
+    });
+    let dir = TempDir::new("https-downgrade");
+    let tls = format!("tls: {{ ca_file: {:?} }}", dir_tls.join("ca.pem").to_str().unwrap());
+    let cfg = config(&dir, &[stream("s", "http", &format!("https://127.0.0.1:{port}/logs"), &format!("auth: {{ bearer: SECRET-123 }}, {tls}"))], "ERROR", "");
+    let mut w = Watcher::watch(&cfg);
+    w.wait_err("redirect from https to http refused", T);
+    assert_eq!(plain.requests(), 0);
+    assert_eq!(w.count_alert("ERROR downgraded"), 0);
+    assert!(w.stderr().iter().all(|l| !l.contains("SECRET-123")), "{:?}", w.stderr());
+    assert!(w.stop().success());
+}
+
 #[test]
 fn http_headers_are_sent_and_not_logged() {
     let srv = HttpStream::start(|_, n| if n == 0 { StreamReply::body(Framing::Chunked, &["ERROR h\n"], true) } else { StreamReply::hang() });

@@ -19,12 +19,12 @@ mod webhook;
 
 use crate::backoff::Backoff;
 use crate::config::AlertCfg;
-use crate::event::Alert;
+use crate::event::{Alert, Stop};
 use crate::stats::{self, STATS};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,6 +55,9 @@ struct Dest {
     /// catches up in microseconds; dropping there would lose alerts of a
     /// burst for nothing), never a network destination.
     wait: Duration,
+    /// A wait timed out (stdout is stalled): no more waiting until an alert
+    /// fits again, so a stuck pipe costs the matcher one `wait`, not one per alert.
+    stalled: AtomicBool,
     /// Alerts queued or in flight (decremented once delivered or given up).
     pending: Arc<AtomicUsize>,
     drops: Mutex<DropLog>,
@@ -81,7 +84,9 @@ pub struct Senders {
 impl Senders {
     /// Start one sender thread per destination. `json` forces JSON lines on
     /// stdout destinations (`--json`).
-    pub fn start(alerts: &BTreeMap<String, AlertCfg>, json: bool) -> Result<Senders, String> {
+    /// A stdout destination whose pipe closed (`| head`) stops the run
+    /// through `stop`, so it ends in order (state saved, other alerts sent).
+    pub fn start(alerts: &BTreeMap<String, AlertCfg>, json: bool, stop: &Stop) -> Result<Senders, String> {
         let (wake, wake_rx) = bounded::<()>(0);
         let (done_tx, done) = bounded::<()>(0);
         let deadline = Arc::new(OnceLock::new());
@@ -96,9 +101,10 @@ impl Senders {
                 AlertCfg::Stdout(s) => {
                     let (tx, rx) = bounded(STDOUT_QUEUE);
                     let json = json || s.json;
+                    let stop = stop.clone();
                     let h = builder.stack_size(STDOUT_STACK).spawn(move || {
                         let _done = done_tx;
-                        stdout::run(rx, ctx, json);
+                        stdout::run(rx, ctx, json, stop);
                     });
                     (STDOUT_QUEUE, h.map(|h| (h, tx)))
                 }
@@ -119,7 +125,7 @@ impl Senders {
             let (handle, tx) = spawned.map_err(|e| format!("cannot start the sender thread for {name}: {e}"))?;
             threads.push(handle);
             let wait = if matches!(cfg, AlertCfg::Stdout(_)) { STDOUT_WAIT } else { Duration::ZERO };
-            dests.push(Dest { name: name.clone(), tx, capacity, wait, pending, drops: Mutex::new(DropLog::default()) });
+            dests.push(Dest { name: name.clone(), tx, capacity, wait, stalled: AtomicBool::new(false), pending, drops: Mutex::new(DropLog::default()) });
         }
         Ok(Senders { dests, threads, done, wake, deadline })
     }
@@ -136,13 +142,23 @@ impl Senders {
         // Counted before it is queued, so that the sender never sees it negative.
         d.pending.fetch_add(1, Ordering::SeqCst);
         let sent = match d.tx.try_send(alert) {
-            Err(TrySendError::Full(a)) if !d.wait.is_zero() => d.tx.send_timeout(a, d.wait).map_err(|e| match e {
-                SendTimeoutError::Timeout(_) => "queue full",
-                SendTimeoutError::Disconnected(_) => "sender stopped",
-            }),
+            Err(TrySendError::Full(a)) if !d.wait.is_zero() && !d.stalled.load(Ordering::Relaxed) => {
+                d.tx.send_timeout(a, d.wait).map_err(|e| match e {
+                    SendTimeoutError::Timeout(_) => {
+                        d.stalled.store(true, Ordering::Relaxed);
+                        "queue full (stalled)"
+                    }
+                    SendTimeoutError::Disconnected(_) => "sender stopped",
+                })
+            }
             Err(TrySendError::Full(_)) => Err("queue full"),
             Err(TrySendError::Disconnected(_)) => Err("sender stopped"),
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if !d.wait.is_zero() {
+                    d.stalled.store(false, Ordering::Relaxed);
+                }
+                Ok(())
+            }
         };
         if let Err(why) = sent {
             d.pending.fetch_sub(1, Ordering::SeqCst);

@@ -2,10 +2,11 @@
 //! (`[2026-12-04 10:00:00] ALERT [identity] [rule]: message`) or JSON lines.
 //! Buffered, and flushed whenever the queue is momentarily empty, so that a
 //! burst costs one write and a lone alert still shows at once. A closed stdout
-//! (`| head`) ends the program quietly with status 0, as grep does.
+//! (`| head`) ends the run quietly with status 0, as grep does — in order:
+//! the run stops, state is saved, other destinations get their alerts.
 
 use super::{text_time, Ctx, Payload};
-use crate::event::Alert;
+use crate::event::{Alert, Stop};
 use crate::stats::{self, STATS};
 use crossbeam_channel::Receiver;
 use std::io::{self, BufWriter, Write};
@@ -27,49 +28,63 @@ pub(crate) fn format(alert: &Alert, alert_name: &str, json: bool, out: &mut Vec<
 }
 
 /// The sender loop: until the queue is closed and empty.
-pub(crate) fn run(rx: Receiver<Arc<Alert>>, ctx: Ctx, json: bool) {
+pub(crate) fn run(rx: Receiver<Arc<Alert>>, ctx: Ctx, json: bool, stop: Stop) {
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout());
     let mut line = Vec::with_capacity(512);
     let mut failed_once = false;
+    let mut closed = false;
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(alert) = next {
-            line.clear();
-            format(&alert, &ctx.name, json, &mut line);
-            let r = out.write_all(&line);
-            settle(r, &mut failed_once);
+            if !closed {
+                line.clear();
+                format(&alert, &ctx.name, json, &mut line);
+                let r = out.write_all(&line);
+                closed = settle(r, &mut failed_once);
+            }
             ctx.done_one();
             next = rx.try_recv().ok();
         }
         // The queue is momentarily empty: show what we have.
+        if !closed {
+            let r = out.flush();
+            closed = check(r, &mut failed_once);
+        }
+        if closed && !stop.is_stopped() {
+            log::debug!("stdout closed (broken pipe): ending the run");
+            stop.stop();
+        }
+    }
+    if !closed {
         let r = out.flush();
         check(r, &mut failed_once);
     }
-    let r = out.flush();
-    check(r, &mut failed_once);
 }
 
-/// Count one alert written (or not).
-fn settle(r: io::Result<()>, failed_once: &mut bool) {
+/// Count one alert written (or not); true if stdout is closed.
+fn settle(r: io::Result<()>, failed_once: &mut bool) -> bool {
     if r.is_ok() {
         stats::add(&STATS.alerts_delivered, 1);
+        false
     } else {
         stats::add(&STATS.alerts_failed, 1);
-        check(r, failed_once);
+        check(r, failed_once)
     }
 }
 
-/// A broken pipe ends the program (exit 0); other errors are logged once.
-fn check(r: io::Result<()>, failed_once: &mut bool) {
-    if let Err(e) = r {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            log::debug!("stdout closed (broken pipe): exiting");
-            std::process::exit(0);
+/// Log a write error once; true if it is a broken pipe (stdout closed: the
+/// rest of the queue is dropped quietly, and the run ends with status 0).
+fn check(r: io::Result<()>, failed_once: &mut bool) -> bool {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => true,
+        Err(e) => {
+            if !*failed_once {
+                *failed_once = true;
+                log::error!("cannot write alerts to stdout: {e} (further errors are counted, not logged)");
+            }
+            false
         }
-        if !*failed_once {
-            *failed_once = true;
-            log::error!("cannot write alerts to stdout: {e} (further errors are counted, not logged)");
-        }
+        Ok(()) => false,
     }
 }
 

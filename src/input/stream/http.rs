@@ -14,6 +14,9 @@
 //!
 //! - The status line and headers must arrive within `connect_timeout`.
 //! - 3xx with `Location` is followed up to 5 times, then "redirect loop".
+//!   As curl does, a redirect to another origin (a scheme, host or port other than
+//!   the configured URL's) is sent without `Authorization`, URL credentials or
+//!   the configured `headers:`, and a redirect from https to http is refused.
 //! - 401/403: "credentials were refused", retried at the maximum delay.
 //! - Other non-2xx: logged with the status, retried with backoff.
 
@@ -34,11 +37,22 @@ const MAX_HEAD: usize = 64 * 1024;
 pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
     let mut url = spec.url.clone();
     let proxy = ureq::Proxy::try_from_env();
+    // The configured URL: credentials and headers go to its origin only.
+    let mut first: Option<(Origin, Option<String>)> = None;
     for _hop in 0..=MAX_REDIRECTS {
         let target = Target::parse(&url).map_err(StreamError::Refused)?;
+        let (origin, first_userinfo) = first.get_or_insert_with(|| (target.origin(), target.userinfo.clone()));
+        let creds = if target.origin() == *origin {
+            // Same origin: everything, the configured URL's userinfo included
+            // when the redirect's URL has none.
+            Some(target.userinfo.as_deref().or(first_userinfo.as_deref()))
+        } else {
+            not_forwarded_once(&spec.name, &target);
+            None
+        };
         let proxy = proxy.as_ref().filter(|p| !p.is_no_proxy(&target.uri));
         let mut wire = open(&target, proxy, spec, conn)?;
-        let req = request(spec, &target, proxy);
+        let req = request(spec, &target, proxy, creds);
         wire.write_all(req.as_bytes()).map_err(|e| StreamError::Lost(format!("{}: cannot send the request: {e}", target.shown)))?;
         let head = read_head(&mut wire, spec.connect_timeout, conn, &target.shown)?;
         match head.status {
@@ -55,6 +69,9 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
                 let loc = head.header("location").ok_or_else(|| StreamError::Lost(format!("{}: HTTP {} without a Location header", target.shown, head.status)))?;
                 let next = resolve(&target, loc);
                 log::debug!("stream {}: HTTP {} redirect to {}", conn.name, head.status, crate::net::redact_url(&next));
+                if target.https && next.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) {
+                    return Err(StreamError::Refused(format!("{}: redirect from https to http refused ({})", target.shown, crate::net::redact_url(&next))));
+                }
                 url = next;
             }
             401 | 403 => {
@@ -64,6 +81,20 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
         }
     }
     Err(StreamError::Lost(format!("{}: redirect loop (more than {MAX_REDIRECTS} redirects)", crate::net::redact_url(&spec.url))))
+}
+
+/// Scheme (https or not), lowercased host and port: what must match for
+/// credentials and configured headers to be sent.
+type Origin = (bool, String, u16);
+
+/// Log, once per stream and origin, that a redirect's request went out
+/// without the stream's credentials and headers.
+fn not_forwarded_once(stream: &str, t: &Target) {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<(String, Origin)>>> = std::sync::OnceLock::new();
+    let new = SEEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner()).insert((stream.to_string(), t.origin()));
+    if new {
+        log::info!("stream {stream}: redirected to another origin ({}): credentials and configured headers were not forwarded", t.shown);
+    }
 }
 
 /// A parsed URL, ready to connect to.
@@ -95,6 +126,10 @@ impl Target {
         let path = if path.starts_with('/') { path } else { format!("/{path}") };
         let userinfo = uri.authority().and_then(|a| a.as_str().rsplit_once('@').map(|(u, _)| u.to_string()));
         Ok(Target { uri, https, host, port, path, userinfo, shown })
+    }
+
+    fn origin(&self) -> Origin {
+        (self.https, self.host.to_ascii_lowercase(), self.port)
     }
 
     /// `host` or `host:port` as the Host header wants it.
@@ -210,26 +245,29 @@ fn proxy_auth(p: &ureq::Proxy) -> Option<String> {
     p.username().map(|u| format!("Basic {}", base64(format!("{u}:{}", p.password().unwrap_or("")).as_bytes())))
 }
 
-/// The GET request.
-fn request(spec: &StreamSpec, t: &Target, proxy: Option<&ureq::Proxy>) -> String {
+/// The GET request. `creds` is `Some(URL userinfo)` when the request may
+/// carry the stream's credentials and configured headers (the configured
+/// URL's origin), `None` for another origin: neither is sent there.
+fn request(spec: &StreamSpec, t: &Target, proxy: Option<&ureq::Proxy>, creds: Option<Option<&str>>) -> String {
     let target = match proxy {
         Some(_) if !t.https => format!("http://{}{}", t.host_header(), t.path),
         _ => t.path.clone(),
     };
     let mut r = format!("GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n", t.host_header(), crate::net::USER_AGENT);
-    let has = |n: &str| spec.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    let headers: &[(String, String)] = if creds.is_some() { &spec.headers } else { &[] };
+    let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if !has("accept") {
         r.push_str(if spec.kind == StreamType::Sse { "Accept: text/event-stream\r\n" } else { "Accept: */*\r\n" });
     }
     if spec.kind == StreamType::Sse && !has("cache-control") {
         r.push_str("Cache-Control: no-cache\r\n");
     }
-    if !has("authorization") {
+    if let Some(userinfo) = creds.filter(|_| !has("authorization")) {
         match &spec.auth {
             Some(AuthCfg::Basic(up)) => r.push_str(&format!("Authorization: Basic {}\r\n", base64(up.0.as_bytes()))),
             Some(AuthCfg::Bearer(tok)) => r.push_str(&format!("Authorization: Bearer {}\r\n", tok.0)),
             None => {
-                if let Some(ui) = &t.userinfo {
+                if let Some(ui) = userinfo {
                     r.push_str(&format!("Authorization: Basic {}\r\n", base64(percent_decode(ui).as_bytes())));
                 }
             }
@@ -249,7 +287,7 @@ fn request(spec: &StreamSpec, t: &Target, proxy: Option<&ureq::Proxy>) -> String
             }
         }
     }
-    for (k, v) in &spec.headers {
+    for (k, v) in headers {
         if !v.contains(['\r', '\n']) && !k.contains(['\r', '\n', ':']) {
             r.push_str(&format!("{k}: {v}\r\n"));
         }
