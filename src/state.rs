@@ -188,6 +188,8 @@ pub struct Store {
     saved: State,
     /// A save failed and was logged; the next failure is not logged again.
     failing: bool,
+    /// Held (flock) for as long as the store lives.
+    _lock: File,
 }
 
 impl Store {
@@ -200,12 +202,21 @@ impl Store {
         if path.is_dir() {
             return Err(format!("state file {shown} is a directory"));
         }
-        let probe = dir.join(format!(".{}.probe.{}", file_name(path), std::process::id()));
-        match OpenOptions::new().write(true).create(true).truncate(true).open(&probe) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-            }
+        // The lock file beside it proves the directory writable, and keeps two
+        // runs (an overlapping cron job) from sharing one state: both would
+        // alert the same lines. It stays locked while this Store lives.
+        let lock_path = dir.join(format!(".{}.lock", file_name(path)));
+        let lock = match OpenOptions::new().write(true).create(true).truncate(false).open(&lock_path) {
+            Ok(f) => f,
             Err(e) => return Err(format!("state file {shown}: cannot write in its directory {}: {e}", dir.display())),
+        };
+        // SAFETY: flock only looks at the descriptor, which `lock` owns.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.kind() {
+                io::ErrorKind::WouldBlock => format!("state file {shown} is in use by another tinywatcher (locked: {})", lock_path.display()),
+                _ => format!("state file {shown}: cannot lock {}: {e}", lock_path.display()),
+            });
         }
         let state = match std::fs::read(path) {
             Ok(bytes) => match State::decode(&String::from_utf8_lossy(&bytes)) {
@@ -230,7 +241,7 @@ impl Store {
                 State::default()
             }
         };
-        Ok(Store { path: path.to_path_buf(), saved: state.clone(), state, staged: None, failing: false })
+        Ok(Store { path: path.to_path_buf(), saved: state.clone(), state, staged: None, failing: false, _lock: lock })
     }
 
     pub fn path(&self) -> &Path {

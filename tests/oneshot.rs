@@ -230,3 +230,20 @@ fn a_closed_stdout_ends_the_run_in_order_and_saves_state() {
     assert_eq!(o.status.code(), Some(1), "second run alerted again: {}", String::from_utf8_lossy(&o.stdout).lines().count());
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn two_runs_cannot_share_a_state_file() {
+    // An overlapping cron run would alert the same lines twice: it is refused.
+    let d = TempDir::new("lock");
+    let f = d.write("app.log", "SEQ-1\n");
+    let st = d.path("state.json");
+    let (fs, ss) = (f.to_str().unwrap(), st.to_str().unwrap());
+    let mut w = Watcher::start(&["watch", "--state", ss, "--file", fs, "--rule", "SEQ-"]);
+    w.wait_err("watching", Duration::from_secs(10));
+    let (code, _, err) = run(&["watch", "--once", "--state", ss, "--file", fs, "--rule", "SEQ-"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("in use by another tinywatcher"), "{err}");
+    assert!(w.stop().success());
+    let (code, _, err) = run(&["watch", "--once", "--state", ss, "--file", fs, "--rule", "SEQ-"]);
+    assert!(code == 0 || code == 1, "{err}");
+}
