@@ -162,6 +162,43 @@ fn partial_line_completed_later() {
     each_once(&w, 1..=2);
 }
 
+/// A file truncated while a partial line is held: that line was written, so
+/// it is a line of its own, not glued onto the first line after the truncation.
+#[test]
+fn truncated_with_a_partial_line_held() {
+    let d = TempDir::new("ff-trpart");
+    let p = d.write("t.log", "");
+    let sync = d.write("sync.log", "");
+    let cfg = d.write(
+        "cfg.yaml",
+        &format!(
+            "identity: {{ name: test }}\ninputs:\n  files: [{:?}, {:?}]\nalerts:\n  console: {{ type: stdout }}\nrules:\n  - {{ name: r, pattern: \"SEQ-|half-written|ERROR\", alert: console, cooldown: 0 }}\n",
+            s(&p),
+            s(&sync)
+        ),
+    );
+    let w = start(&cfg, &format!("following {}", s(&sync)));
+    w.wait_err(&format!("following {}", s(&p)), T);
+    append(&p, &seq(1..=3));
+    w.wait_out("SEQ-000003 ", T);
+    append(&p, "half-written");
+    // A line written after it, alerted, proves the partial line was read and held.
+    append(&sync, &seq(4..=4));
+    w.wait_out("SEQ-000004 ", T);
+    std::fs::write(&p, "").unwrap(); // `: > t.log`
+    append(&p, "ERROR fresh\n");
+    w.wait_out("ERROR fresh", T);
+    append(&sync, &seq(5..=5));
+    each_once(&w, 1..=5);
+    let out = w.stdout();
+    let fresh: Vec<&String> = out.iter().filter(|l| l.contains("ERROR fresh")).collect();
+    assert_eq!(fresh.len(), 1, "{out:?}");
+    assert!(fresh[0].ends_with("]: ERROR fresh"), "{out:?}");
+    let half: Vec<&String> = out.iter().filter(|l| l.contains("half-written")).collect();
+    assert_eq!(half.len(), 1, "{out:?}");
+    assert!(half[0].ends_with("]: half-written"), "{out:?}");
+}
+
 #[test]
 fn huge_line_then_matching_line() {
     let d = TempDir::new("ff-huge");

@@ -86,6 +86,59 @@ fn once_twice_across_a_copytruncate() {
     assert_eq!(got, range(131..=300), "{err}");
 }
 
+/// Lines appended after a `--once` run, then a copytruncate: the copy
+/// (`app.log.1`, a new inode) is found by its first bytes and its rest read
+/// before the truncated file is read from its start.
+#[test]
+fn once_twice_across_a_copytruncate_with_lines_appended_in_between() {
+    let d = TempDir::new("st-ct2");
+    let log = d.write("app.log", &seq(1..=100));
+    let st = d.path("state");
+    let copy = d.path("app.log.1");
+    let truncate = || std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    let mut all = Vec::new();
+    let (code, got, err) = once(&st, &log);
+    assert_eq!((code, &got), (0, &range(1..=100)), "{err}");
+    all.extend(got);
+    // Written between the runs, then copied away and truncated, then more.
+    append(&log, &seq(101..=110));
+    std::fs::copy(&log, &copy).unwrap();
+    truncate();
+    append(&log, &seq(111..=130));
+    let (code, got, err) = once(&st, &log);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(got, range(101..=130), "the copy's rest first, then the file from its start: {err}");
+    assert!(err.contains("app.log.1"), "{err}");
+    all.extend(got);
+    // A plain copytruncate, nothing written in between: the copy has nothing
+    // beyond the saved position, so nothing is alerted twice.
+    std::fs::copy(&log, &copy).unwrap();
+    truncate();
+    append(&log, &seq(131..=140));
+    let (code, got, err) = once(&st, &log);
+    assert_eq!((code, &got), (0, &range(131..=140)), "{err}");
+    all.extend(got);
+    // Copied away and removed (not truncated): a new file at the path; the copy is still found.
+    append(&log, &seq(141..=145));
+    std::fs::copy(&log, &copy).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    d.write("app.log", &seq(146..=150));
+    let (code, got, err) = once(&st, &log);
+    assert_eq!((code, &got), (0, &range(141..=150)), "{err}");
+    all.extend(got);
+    // Rewritten in place, no copy of it anywhere: read from its start.
+    std::fs::write(&log, seq(151..=155)).unwrap();
+    let (code, got, err) = once(&st, &log);
+    assert_eq!((code, &got), (0, &range(151..=155)), "{err}");
+    all.extend(got);
+    let c = counts(&all);
+    assert!((1..=155).all(|n| c.get(&n) == Some(&1)), "each number exactly once: {c:?}");
+    assert_eq!(c.len(), 155);
+    // Nothing new: no alert.
+    let (code, got, err) = once(&st, &log);
+    assert_eq!((code, got.len()), (1, 0), "{err}");
+}
+
 #[test]
 fn once_without_state_reads_from_the_start_and_exit_codes() {
     let d = TempDir::new("st-nost");

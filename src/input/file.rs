@@ -703,38 +703,80 @@ fn abs_key(p: &Path) -> String {
 /// bytes) and not shorter; a saved file no longer at the path (rotated while
 /// we were not running) is looked for by inode among the other files of the
 /// directory (`app.log.1`, `app.log-20261204`; a compressed copy is a new
-/// inode, never found) and finished from its position first. Otherwise the
-/// file at the path is new since, or was truncated: read from its start.
+/// inode, never found) and finished from its position first. A saved file
+/// that was truncated or rewritten, or is gone, may have been copied first
+/// (logrotate `copytruncate`, `copy`): a regular file of the directory that
+/// starts with its first bytes and is at least as long as its saved position
+/// is that copy (the most recently modified, if several), finished from the
+/// position first. Otherwise the file at the path is new since, or was
+/// truncated: read from its start.
 /// Returns (the file at the path, resumed; the rotated files to finish first).
 fn plan_resume(path: &Path, saved: &[FilePos], state_file: &Path, max: usize) -> (Option<Open>, Vec<Open>) {
     let name = path.display();
     let sf = state_file.display();
+    let dir = parent_dir(path);
     let at_path = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| (m.dev(), m.ino()));
+    // Files already spoken for (never taken as a copy): the one at the path,
+    // and those resumed for an earlier entry.
+    let mut taken: Vec<(u64, u64)> = at_path.into_iter().collect();
     let (mut cur, mut old) = (None, Vec::new());
     for (i, fp) in saved.iter().enumerate() {
         let top = i + 1 == saved.len();
-        if at_path == Some((fp.dev, fp.ino)) {
+        let changed = if at_path == Some((fp.dev, fp.ino)) {
             if !top {
                 log::debug!("{name}: a file rotated away before the last run is back at the path; not resuming it");
                 continue;
             }
-            match open_resumed(path, fp, max) {
+            match open_resumed(path, fp, (fp.dev, fp.ino), max) {
                 Ok(o) => {
                     log::info!("{name}: resuming at byte {} (state file {sf})", o.pos);
                     cur = Some(o);
+                    continue;
                 }
-                Err(why) => log::info!("{name} changed since the last run ({why}): reading it from the start"),
+                Err(Unfit::Changed(why)) => Some(why),
+                Err(Unfit::Other(why)) => {
+                    log::info!("{name} changed since the last run ({why}): reading it from the start");
+                    continue;
+                }
             }
+        } else {
+            match find_in_dir(&dir, fp) {
+                Some(p) => {
+                    match open_resumed(&p, fp, (fp.dev, fp.ino), max) {
+                        Ok(o) => {
+                            log::info!("{name} was rotated while tinywatcher was not running: finishing {} from byte {} first", p.display(), o.pos);
+                            taken.push(o.id);
+                            old.push(o);
+                        }
+                        Err(Unfit::Changed(why) | Unfit::Other(why)) => {
+                            log::warn!("state file {sf}: the file that was {name} is now {}, but {why}; not reading the rest of it", p.display())
+                        }
+                    }
+                    continue;
+                }
+                None => None,
+            }
+        };
+        // Truncated or rewritten in place, or gone: look for a copy made first.
+        if let Some((p, o)) = find_copy(&dir, fp, &taken, max) {
+            match &changed {
+                Some(why) => log::info!(
+                    "{name} changed since the last run ({why}): finishing {} (a copy of it) from byte {} first, then reading {name} from the start",
+                    p.display(),
+                    o.pos
+                ),
+                None => log::info!(
+                    "the file that was {name} at the last run is gone, but {} is a copy of it: finishing that from byte {} first",
+                    p.display(),
+                    o.pos
+                ),
+            }
+            taken.push(o.id);
+            old.push(o);
             continue;
         }
-        match find_in_dir(&parent_dir(path), fp) {
-            Some(p) => match open_resumed(&p, fp, max) {
-                Ok(o) => {
-                    log::info!("{name} was rotated while tinywatcher was not running: finishing {} from byte {} first", p.display(), o.pos);
-                    old.push(o);
-                }
-                Err(why) => log::warn!("state file {sf}: the file that was {name} is now {}, but {why}; not reading the rest of it", p.display()),
-            },
+        match changed {
+            Some(why) => log::info!("{name} changed since the last run ({why}): reading it from the start"),
             None if top && at_path.is_some() => {
                 log::warn!("state file {sf}: the file that was {name} at the last run is gone (rotated and removed or compressed?); reading the new {name} from its start")
             }
@@ -745,22 +787,34 @@ fn plan_resume(path: &Path, saved: &[FilePos], state_file: &Path, max: usize) ->
     (cur, old)
 }
 
-/// Open a saved file at its saved position, if it is still that file.
-fn open_resumed(path: &Path, fp: &FilePos, max: usize) -> Result<Open, String> {
+/// Why a saved file cannot be resumed.
+enum Unfit {
+    /// Truncated below the saved position, or its first bytes differ: a
+    /// copy may hold the rest.
+    Changed(String),
+    /// Cannot be opened or read, or is another file now.
+    Other(String),
+}
+
+/// Open `path` at `fp`'s saved position, if it is the file `id` and starts
+/// with `fp`'s first bytes.
+fn open_resumed(path: &Path, fp: &FilePos, id: (u64, u64), max: usize) -> Result<Open, Unfit> {
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("it cannot be opened: {e}"))?;
-    let m = file.metadata().map_err(|e| format!("it cannot be looked at: {e}"))?;
-    if !m.is_file() || (m.dev(), m.ino()) != (fp.dev, fp.ino) {
-        return Err("it was replaced".into());
+        .map_err(|e| Unfit::Other(format!("it cannot be opened: {e}")))?;
+    let m = file.metadata().map_err(|e| Unfit::Other(format!("it cannot be looked at: {e}")))?;
+    if !m.is_file() || (m.dev(), m.ino()) != id {
+        return Err(Unfit::Other("it was replaced".into()));
     }
     if m.len() < fp.pos {
-        return Err("truncated: shorter than the saved position".into());
+        return Err(Unfit::Changed("truncated: shorter than the saved position".into()));
     }
-    if !state::fingerprint_matches(&file, fp).unwrap_or(false) {
-        return Err("its first bytes differ: truncated and rewritten".into());
+    match state::fingerprint_matches(&file, fp) {
+        Ok(true) => {}
+        Ok(false) => return Err(Unfit::Changed("its first bytes differ: truncated and rewritten".into())),
+        Err(e) => return Err(Unfit::Other(format!("it cannot be read: {e}"))),
     }
     let mut lines = Lines::new(max);
     if fp.pos > 0 {
@@ -771,8 +825,8 @@ fn open_resumed(path: &Path, fp: &FilePos, max: usize) -> Result<Open, String> {
             lines.skip_to_newline();
         }
     }
-    file.seek(SeekFrom::Start(fp.pos)).map_err(|e| format!("it cannot be read: {e}"))?;
-    Ok(Open { file, id: (fp.dev, fp.ino), pos: fp.pos, lines, grew: Instant::now(), fp: Some((fp.fp, fp.fp_len)) })
+    file.seek(SeekFrom::Start(fp.pos)).map_err(|e| Unfit::Other(format!("it cannot be read: {e}")))?;
+    Ok(Open { file, id, pos: fp.pos, lines, grew: Instant::now(), fp: Some((fp.fp, fp.fp_len)) })
 }
 
 /// The regular file in `dir` with `fp`'s device and inode.
@@ -785,6 +839,30 @@ fn find_in_dir(dir: &Path, fp: &FilePos) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// A copy of the saved file `fp` in `dir` (not one of `taken`): a regular
+/// file starting with its first bytes and at least as long as its saved
+/// position, the most recently modified if several; opened at the position.
+fn find_copy(dir: &Path, fp: &FilePos, taken: &[(u64, u64)], max: usize) -> Option<(PathBuf, Open)> {
+    let mut best: Option<(std::time::SystemTime, PathBuf, Open)> = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        // lstat: a symlink is not a copy.
+        let Ok(m) = e.metadata() else { continue };
+        let id = (m.dev(), m.ino());
+        if !m.is_file() || m.len() < fp.pos || m.len() < fp.fp_len as u64 || taken.contains(&id) {
+            continue;
+        }
+        let mtime = m.modified().unwrap_or(std::time::UNIX_EPOCH);
+        if best.as_ref().is_some_and(|(t, _, _)| *t >= mtime) {
+            continue;
+        }
+        let p = e.path();
+        if let Ok(o) = open_resumed(&p, fp, id, max) {
+            best = Some((mtime, p, o));
+        }
+    }
+    best.map(|(_, p, o)| (p, o))
 }
 
 /// Where an open file is: the byte after the last whole line sent (the held
@@ -883,6 +961,11 @@ fn read_open(key: &Path, o: &mut Open, source: &Source, io: &mut Io) -> Result<G
         }
         o.pos = 0;
         o.fp = None;
+        // The held partial line was written (`tail` shows it): a line of its
+        // own, not the front of the first line after the truncation.
+        if let Some(text) = o.lines.flush_partial() {
+            io.send(source, text)?;
+        }
     }
     if size == o.pos {
         return Ok(Got::Done);
