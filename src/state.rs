@@ -475,18 +475,23 @@ mod tests {
         let d = tmp("save");
         let p = d.join("state");
         std::fs::write(&p, "old garbage").unwrap();
+        // What the file holds (the store itself is locked while open).
+        let on_disk = || State::decode(&std::fs::read_to_string(&p).unwrap_or_default()).map(|x| x.0).unwrap_or_default();
         let mut s = Store::open(&p).unwrap();
         assert_eq!(s.state, State::default());
         s.record(Mark::File { path: "/x".into(), files: vec![pos(3, 33)] });
         // A tick stages, the next one writes what was staged.
         s.tick();
-        assert_eq!(Store::open(&p).unwrap().state, State::default());
+        assert_eq!(on_disk(), State::default());
         s.record(Mark::File { path: "/x".into(), files: vec![pos(3, 44)] });
         s.tick();
-        assert_eq!(Store::open(&p).unwrap().state.files["/x"], vec![pos(3, 33)]);
+        assert_eq!(on_disk().files["/x"], vec![pos(3, 33)]);
         s.save();
-        let names: Vec<String> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, vec!["state"], "temp or probe files left behind");
+        let mut names: Vec<String> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, vec![".state.lock", "state"], "temp or probe files left behind");
+        assert!(Store::open(&p).err().is_some_and(|e| e.contains("in use")), "a second store must be refused while the first lives");
+        drop(s);
         let again = Store::open(&p).unwrap();
         assert_eq!(again.state.files["/x"], vec![pos(3, 44)]);
         let _ = std::fs::remove_dir_all(&d);
