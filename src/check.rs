@@ -58,6 +58,36 @@ pub fn tail_lines(f: &mut File, n: usize, max: usize) -> std::io::Result<Vec<Str
         .collect())
 }
 
+/// The last `n` lines of standard input, read to its end (each cut at `max`).
+fn stdin_tail(n: usize, max: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let mut last = std::collections::VecDeque::with_capacity(n.min(4096));
+    let mut buf = Vec::new();
+    let mut input = std::io::stdin().lock();
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {
+                if n == 0 {
+                    continue;
+                }
+                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if last.len() == n {
+                    last.pop_front();
+                }
+                last.push_back(String::from_utf8_lossy(&line[..line.len().min(max)]).into_owned());
+            }
+            Err(e) => {
+                log::warn!("stdin: {e}");
+                break;
+            }
+        }
+    }
+    last.into()
+}
+
 /// Should output be coloured?
 pub fn use_color(c: Color) -> bool {
     match c {
@@ -106,16 +136,17 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
             r => r.map_err(|e| format!("stdout: {e}")),
         }
     };
-    for path in &files {
-        let lines = match File::open(path).and_then(|mut f| tail_lines(&mut f, n, cfg.max_line_bytes)) {
-            Ok(l) => l,
-            Err(e) => {
-                log::warn!("{path}: {e}");
-                continue;
-            }
-        };
+    // Each file's last lines, then standard input's (`--file -`: read to its end).
+    let tails = files.iter().filter_map(|path| match File::open(path).and_then(|mut f| tail_lines(&mut f, n, cfg.max_line_bytes)) {
+        Ok(l) => Some((format!("file:{path}"), l)),
+        Err(e) => {
+            log::warn!("{path}: {e}");
+            None
+        }
+    });
+    let stdin = cfg.stdin.then(|| ("stdin".to_string(), stdin_tail(n, cfg.max_line_bytes)));
+    for (source, lines) in tails.chain(stdin) {
         checked += lines.len();
-        let source = format!("file:{path}");
         let mut text = lines.join("\n");
         text.push('\n');
         let mut hits: Vec<(String, Vec<usize>)> = Vec::new();
@@ -144,7 +175,8 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
         }
     }
     let total: u64 = counts.iter().sum();
-    w(&format!("-- {} line(s) checked in {} file(s); {} hit(s)\n", checked, files.len(), total))?;
+    let inputs = files.len() + usize::from(cfg.stdin);
+    w(&format!("-- {} line(s) checked in {} input(s); {} hit(s)\n", checked, inputs, total))?;
     let width = rules.rules.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for (r, c) in rules.rules.iter().zip(&counts) {
         w(&format!("{:width$}  {c}\n", &*r.name))?;

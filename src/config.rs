@@ -585,6 +585,8 @@ pub struct Config {
 
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
+/// The shortest reconnect delay of a stream (also the floor of an SSE `retry:`).
+pub const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 
 /// Where a config is looked for when `--config` is not given.
 pub fn search_path() -> Vec<PathBuf> {
@@ -634,7 +636,7 @@ fn yaml_error(e: serde_yaml::Error, src: &str, name: &str) -> ConfigError {
 /// serde_yaml places some errors at the start of the enclosing mapping (a
 /// rule, an alert table); move them to the key or value the message names.
 fn refine_location(msg: &str, src: &str, start: usize) -> usize {
-    let start = start.min(src.len());
+    let start = char_floor(src, start);
     // A bad regex: regex's message quotes the pattern on its second line.
     if let Some(p) = msg.find("regex parse error:") {
         if let Some(pat) = msg[p..].lines().nth(1).map(str::trim).filter(|t| !t.is_empty()) {
@@ -678,8 +680,18 @@ fn find_key(src: &str, from: usize, key: &str) -> Option<usize> {
     None
 }
 
+/// `pos`, moved back to a character boundary of `src` (positions from the
+/// YAML parser are not guaranteed to be byte offsets).
+fn char_floor(src: &str, pos: usize) -> usize {
+    let mut p = pos.min(src.len());
+    while !src.is_char_boundary(p) {
+        p -= 1;
+    }
+    p
+}
+
 fn line_col(src: &str, pos: usize) -> (usize, usize) {
-    let before = &src[..pos.min(src.len())];
+    let before = &src[..char_floor(src, pos)];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
     (line, col)
@@ -763,12 +775,20 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
         match a {
             AlertCfg::Stdout(_) => {}
             AlertCfg::Webhook(w) => {
+                if let Err(e) = check_authority(&w.url) {
+                    return Err(err("alerts", &format!("{aname}:"), "url", format!("alerts.{aname}.url: {e}")));
+                }
                 if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
                     return Err(err("alerts", &format!("{aname}:"), "url", format!("alerts.{aname}.url: expected an http:// or https:// URL, got {:?}", crate::net::redact_url(&w.url))));
                 }
                 if let Some(m) = &w.method {
                     if !matches!(m.to_ascii_uppercase().as_str(), "POST" | "PUT" | "PATCH") {
                         return Err(err("alerts", &format!("{aname}:"), "method", format!("alerts.{aname}.method: expected POST, PUT or PATCH, got {:?}", m.0)));
+                    }
+                }
+                for (key, d) in [("timeout", w.timeout), ("connect_timeout", w.connect_timeout)] {
+                    if d.is_some_and(|d| d.0.is_zero()) {
+                        return Err(err("alerts", &format!("{aname}:"), key, format!("alerts.{aname}.{key}: must be longer than zero")));
                     }
                 }
                 if w.max_attempts == Some(0) {
@@ -875,8 +895,18 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
     let stats_interval = raw.stats_interval.map_or(Duration::from_secs(3600), |d| d.0);
     let mut streams = Vec::new();
     let adhoc_streams = ov.streams.iter().map(|u| adhoc_stream(u)).collect::<Result<Vec<_>, _>>().map_err(ConfigError)?;
-    for s in raw.inputs.streams.iter().chain(adhoc_streams.iter()) {
-        let spec = stream_spec(s).map_err(|(key, msg)| err("streams", &s.url.0, key, format!("inputs.streams: {msg}")))?;
+    let nconf = raw.inputs.streams.len();
+    for (i, s) in raw.inputs.streams.iter().chain(adhoc_streams.iter()).enumerate() {
+        let mut spec = stream_spec(s).map_err(|(key, msg)| err("streams", &s.url.0, key, format!("inputs.streams: {msg}")))?;
+        // `--stream` has no way to name a stream: two on one host:port get `#2`, `#3`…
+        if i >= nconf {
+            let base = spec.name.clone();
+            let mut k = 1;
+            while streams.iter().any(|o: &StreamSpec| o.name == spec.name) {
+                k += 1;
+                spec.name = format!("{base}#{k}");
+            }
+        }
         if streams.iter().any(|o: &StreamSpec| o.name == spec.name) {
             return Err(err("streams", &s.url.0, "name", format!("inputs.streams: two streams are named `{}`; give each a unique `name`", spec.name)));
         }
@@ -946,6 +976,25 @@ pub struct ListenSpec {
     pub idle_timeout: Duration,
 }
 
+/// The host[:port] of a URL must be that: a password with an unencoded `/`,
+/// `?`, `#` or `@` would otherwise be taken for the host, sent to DNS and
+/// shown in logs. The URL is not echoed in the error.
+pub fn check_authority(url: &str) -> Result<(), String> {
+    let rest = url.split_once("://").map_or(url, |x| x.1);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let hostport = authority.rsplit_once('@').map_or(authority, |x| x.1);
+    let port = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:").map(|x| x.1),
+        None => hostport.rsplit_once(':').map(|x| x.1),
+    };
+    let bad_port = port.is_some_and(|p| p.parse::<u16>().is_err());
+    let stray_at = !authority.contains('@') && rest[authority.len()..].contains('@') && authority.contains(':');
+    if bad_port || stray_at {
+        return Err("the URL's host:port does not parse; if its user name or password holds `/`, `?`, `#`, `@` or `:`, percent-encode them (`%2F`, `%3F`, `%23`, `%40`, `%3A`) or use `auth:`".into());
+    }
+    Ok(())
+}
+
 /// `--stream URL`: the type comes from the scheme.
 fn adhoc_stream(url: &str) -> Result<StreamCfg, String> {
     let scheme = url.split_once("://").map(|x| x.0.to_ascii_lowercase());
@@ -1004,6 +1053,7 @@ fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
     if hostport.is_empty() {
         return Err(("url", format!("url {shown:?} has no host")));
     }
+    check_authority(&url).map_err(|e| ("url", e))?;
     let name = match &s.name {
         Some(n) if n.trim().is_empty() => return Err(("name", "a stream's `name` must not be empty".into())),
         Some(n) => n.0.clone(),
@@ -1021,6 +1071,9 @@ fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
         }
     }
     let reconnect_delay = s.reconnect_delay.map_or(Duration::from_secs(5), |d| d.0);
+    if reconnect_delay < MIN_RECONNECT_DELAY {
+        return Err(("reconnect_delay", format!("stream {name}: reconnect_delay must be at least 100ms (a server that closes at once would be hammered)")));
+    }
     let max_reconnect_delay = s.max_reconnect_delay.map_or(Duration::from_secs(60), |d| d.0).max(reconnect_delay);
     Ok(StreamSpec {
         name,
@@ -1200,6 +1253,19 @@ mod tests {
     fn directory_as_file_input() {
         let e = parse("inputs:\n  files:\n    - /tmp\n").unwrap_err().0;
         assert!(e.contains("is a directory") && e.starts_with("c.yaml:3:"), "{e}");
+    }
+
+    #[test]
+    fn unencoded_secrets_in_url_userinfo_are_refused_without_echo() {
+        for u in ["http://admin:s3cr?etPass@127.0.0.1:18099/logs", "http://admin:s3cr/etPass@127.0.0.1/logs", "http://h:99999/"] {
+            let e = parse(&format!("inputs:\n  streams:\n    - {{ name: s, type: http, url: {u:?} }}\n")).unwrap_err().0;
+            assert!(e.contains("percent-encode") && !e.contains("etPass"), "{e}");
+        }
+        for u in ["http://u:p%3Fw@127.0.0.1:80/x?q=a@b", "http://127.0.0.1/x", "http://[::1]:8080/", "http://user@host/p"] {
+            assert!(check_authority(u).is_ok(), "{u}");
+        }
+        let e = parse("alerts:\n  h: { type: webhook, url: \"https://u:p/w@hooks.example/x\" }\n").unwrap_err().0;
+        assert!(e.contains("percent-encode") && !e.contains("p/w"), "{e}");
     }
 
     #[test]

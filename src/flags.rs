@@ -73,6 +73,8 @@ pub struct Args {
     pub no_resources: bool,
     pub json: bool,
     pub lines: usize,
+    /// `-n` was given (it only goes with `check`).
+    pub lines_given: bool,
     pub send: bool,
     pub color: Color,
     pub verbose: u8,
@@ -95,6 +97,7 @@ impl Args {
             no_resources: false,
             json: false,
             lines: 100,
+            lines_given: false,
             send: false,
             color: Color::Auto,
             verbose: 0,
@@ -142,6 +145,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
             Short('n') | Long("lines") => {
                 let v = string(&mut p, "-n")?;
                 a.lines = v.parse().map_err(|_| format!("-n: {v:?} is not a number of lines"))?;
+                a.lines_given = true;
             }
             Long("send") => a.send = true,
             Long("color") | Long("colour") => {
@@ -189,6 +193,14 @@ fn check_combinations(a: &Args) -> Result<(), String> {
     if a.command != Command::Watch {
         if let Some((_, f)) = watch_only.iter().find(|(on, _)| *on) {
             return Err(format!("{f} only goes with `watch`"));
+        }
+    }
+    if a.command != Command::Check {
+        if a.lines_given {
+            return Err("-n/--lines only goes with `check`".into());
+        }
+        if a.color != Color::Auto {
+            return Err("--color only goes with `check`".into());
         }
     }
     if a.send && a.command != Command::Test {
@@ -248,6 +260,8 @@ mod tests {
         assert!(p(&["check", "--once"]).unwrap_err().contains("watch"));
         assert!(p(&["watch", "--send"]).is_err());
         assert!(p(&["check", "-n", "many"]).is_err());
+        assert!(p(&["watch", "-n", "5"]).unwrap_err().contains("check"));
+        assert!(p(&["watch", "--color", "always"]).unwrap_err().contains("check"));
     }
 
     #[test]

@@ -126,6 +126,12 @@ fn run(a: &Args) -> Result<u8, Fatal> {
             if cfg.rules.is_empty() {
                 return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
             }
+            if !cfg.streams.is_empty() || !cfg.listen.is_empty() {
+                if cfg.files.is_empty() && !cfg.stdin {
+                    return Err(Fatal("check reads the last lines of files (or of --file -); streams and listeners have none: use `watch --until-match --timeout DUR` on them".into()));
+                }
+                log::warn!("check reads files only: skipping {} stream(s) and {} listener(s)", cfg.streams.len(), cfg.listen.len());
+            }
             let rules = rule::RuleSet::compile(&cfg.rules, &|_| Some(0)).map_err(Fatal)?;
             check::run(&cfg, &rules, a.lines, check::use_color(a.color)).map_err(Fatal)
         }

@@ -58,11 +58,11 @@ pub fn redact_url(url: &str) -> String {
         Some((s, r)) => (s, r),
         None => return "***".into(),
     };
+    // Conservative: with an `@` anywhere, everything up to the last one may be
+    // userinfo (a password with an unencoded `/`, `?` or `#` in it).
+    let rest = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
     let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut host = &rest[..host_end];
-    if let Some(at) = host.rfind('@') {
-        host = &host[at + 1..];
-    }
+    let host = &rest[..host_end];
     if host_end < rest.len() {
         format!("{scheme}://{host}/***")
     } else {
@@ -203,6 +203,8 @@ mod tests {
         assert_eq!(redact_url("http://example.com?token=abc"), "http://example.com/***");
         assert_eq!(redact_url("http://example.com"), "http://example.com");
         assert_eq!(redact_url("not a url"), "***");
+        // A password with an unencoded `?`: nothing of it shows.
+        assert_eq!(redact_url("http://admin:s3cr?etPass@127.0.0.1:18099/logs"), "http://127.0.0.1:18099/***");
     }
 
     #[test]

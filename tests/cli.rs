@@ -187,3 +187,18 @@ fn every_example_config_is_valid() {
     }
     assert!(n >= 2, "found {n} example configs");
 }
+
+#[test]
+fn adhoc_streams_on_one_host_get_distinct_names() {
+    let d = TempDir::new("cli");
+    let c = d.write("c.yaml", "alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c }\n");
+    let (code, out, err) = run(&["test", "--config", c.to_str().unwrap(), "--stream", "http://127.0.0.1:1/a", "--stream", "http://127.0.0.1:1/b"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("stream 127.0.0.1:1: http") && out.contains("stream 127.0.0.1:1#2: http"), "{out}");
+}
+
+#[test]
+fn webhook_timeout_zero_is_refused() {
+    let (_, err) = config_error("alerts:\n  h: { type: webhook, url: \"http://127.0.0.1:9/\", timeout: 0 }\n");
+    assert!(err.contains("timeout: must be longer than zero"), "{err}");
+}

@@ -247,3 +247,20 @@ fn two_runs_cannot_share_a_state_file() {
     let (code, _, err) = run(&["watch", "--once", "--state", ss, "--file", fs, "--rule", "SEQ-"]);
     assert!(code == 0 || code == 1, "{err}");
 }
+
+#[test]
+fn check_reads_the_last_lines_of_stdin() {
+    let mut c = Command::new(BIN)
+        .args(["check", "--file", "-", "--rule", "ERROR", "-n", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"ERROR old\nok\nERROR new\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("stdin [rule] ERROR new") && !out.contains("ERROR old"), "{out}");
+    let (code, _, err) = run(&["check", "--stream", "http://127.0.0.1:9/", "--rule", "x"]);
+    assert_eq!(code, 2, "{err}");
+}

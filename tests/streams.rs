@@ -704,3 +704,43 @@ fn http_proxy_from_the_environment_is_used() {
     assert_eq!(r.path, "http://logs.invalid:8080/tail?x=1");
     assert_eq!(r.header("host"), Some("logs.invalid:8080"));
 }
+
+#[test]
+fn a_non_http_answer_is_an_error_not_a_crash() {
+    // A status line whose 60th byte falls inside a multi-byte character
+    // (after lossy decoding): the error message must not slice it apart.
+    let srv = TcpServer::start(|mut c, _, _| {
+        let mut req = [0u8; 1024];
+        let _ = std::io::Read::read(&mut c, &mut req);
+        let mut ans = b"a".to_vec();
+        ans.extend(std::iter::repeat_n(0xffu8, 70));
+        ans.extend_from_slice(b"\r\n\r\n");
+        let _ = c.write_all(&ans);
+    });
+    let dir = TempDir::new("not-http");
+    let cfg = config(&dir, &[stream("odd", "http", &format!("http://{}/", srv.addr), "")], "ERROR", "");
+    let mut w = Watcher::watch(&cfg);
+    w.wait_err("not an HTTP answer", T);
+    srv.wait_connections(2, T); // still up, still retrying
+    assert!(w.stop().success());
+}
+
+#[test]
+fn sse_retry_zero_does_not_make_a_busy_loop() {
+    // `retry: 0` and a close after each event: the floor of 100 ms holds.
+    let srv = TcpServer::start(|mut c, n, _| {
+        let mut req = [0u8; 4096];
+        let _ = std::io::Read::read(&mut c, &mut req);
+        let body = format!("retry: 0\nid: {n}\ndata: ERROR ev {n}\n\n");
+        let _ = c.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    });
+    let dir = TempDir::new("sse-retry0");
+    let cfg = config(&dir, &[stream("ev", "sse", &format!("http://{}/", srv.addr), "")], "ERROR", "");
+    let w = Watcher::watch(&cfg);
+    srv.wait_connections(1, T);
+    let c0 = srv.connections();
+    std::thread::sleep(Duration::from_secs(2));
+    let n = srv.connections() - c0;
+    assert!(n <= 25, "{n} connections in 2 s");
+    w.wait_alert("ERROR ev 1", T);
+}

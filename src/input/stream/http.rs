@@ -36,7 +36,6 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Connect once, read the body until the connection ends.
 pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
     let mut url = spec.url.clone();
-    let proxy = ureq::Proxy::try_from_env();
     // The configured URL: credentials and headers go to its origin only.
     let mut first: Option<(Origin, Option<String>)> = None;
     for _hop in 0..=MAX_REDIRECTS {
@@ -50,7 +49,8 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
             not_forwarded_once(&spec.name, &target);
             None
         };
-        let proxy = proxy.as_ref().filter(|p| !p.is_no_proxy(&target.uri));
+        let proxy = proxy_for(&target);
+        let proxy = proxy.as_ref();
         let mut wire = open(&target, proxy, spec, conn)?;
         let req = request(spec, &target, proxy, creds);
         wire.write_all(req.as_bytes()).map_err(|e| StreamError::Lost(format!("{}: cannot send the request: {e}", target.shown)))?;
@@ -194,6 +194,18 @@ impl Write for Wire {
             Wire::Tls(s) => s.flush(),
         }
     }
+}
+
+/// The proxy for a target, chosen by its scheme as curl does: `https_proxy`
+/// (or `HTTPS_PROXY`) for https, `http_proxy` (or `HTTP_PROXY`) for http, then
+/// `all_proxy`/`ALL_PROXY`; none when `NO_PROXY` names the host.
+fn proxy_for(t: &Target) -> Option<ureq::Proxy> {
+    // ureq reads NO_PROXY along with the first proxy variable it finds.
+    if ureq::Proxy::try_from_env()?.is_no_proxy(&t.uri) {
+        return None;
+    }
+    let names: [&str; 4] = if t.https { ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] } else { ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] };
+    names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty())).and_then(|v| ureq::Proxy::new(&v).ok())
 }
 
 /// Connect (through the proxy when there is one), TLS for https.
@@ -368,9 +380,9 @@ fn parse_head(b: &[u8]) -> Result<ParsedHead, String> {
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     if !version.starts_with("HTTP/") {
-        return Err(format!("not an HTTP answer: {:?}", &status_line[..status_line.len().min(60)]));
+        return Err(format!("not an HTTP answer: {:?}", status_line.chars().take(60).collect::<String>()));
     }
-    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad HTTP status line: {:?}", &status_line[..status_line.len().min(60)]))?;
+    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad HTTP status line: {:?}", status_line.chars().take(60).collect::<String>()))?;
     let reason = parts.next().unwrap_or("").trim().to_string();
     let mut headers = Vec::new();
     for l in lines {
@@ -593,7 +605,7 @@ pub fn base64(input: &[u8]) -> String {
 }
 
 /// `%XX` decoded (userinfo in a URL).
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

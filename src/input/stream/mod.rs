@@ -151,8 +151,9 @@ fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, r
         // The server's SSE `retry:` becomes the base of the backoff.
         if conn.retry.is_some() && conn.retry != retry_base {
             retry_base = conn.retry;
-            // Capped at max_reconnect_delay: a server cannot stop us reconnecting.
-            let base = conn.retry.unwrap_or(spec.reconnect_delay).min(spec.max_reconnect_delay);
+            // Kept within [100 ms, max_reconnect_delay]: a server can neither
+            // stop us reconnecting nor make us hammer it (`retry: 0`).
+            let base = conn.retry.unwrap_or(spec.reconnect_delay).clamp(crate::config::MIN_RECONNECT_DELAY, spec.max_reconnect_delay);
             backoff = Backoff::new(base, spec.max_reconnect_delay);
         }
         let up = conn.connected_at.map(|t| t.elapsed());

@@ -180,7 +180,7 @@ fn request(spec: &StreamSpec, t: &Target) -> Result<tungstenite::handshake::clie
     let auth = match (&spec.auth, &t.userinfo) {
         (Some(AuthCfg::Basic(up)), _) => Some(format!("Basic {}", base64_encode(up.0.as_bytes()))),
         (Some(AuthCfg::Bearer(tok)), _) => Some(format!("Bearer {}", tok.0)),
-        (None, Some(up)) => Some(format!("Basic {}", base64_encode(up.as_bytes()))),
+        (None, Some(up)) => Some(format!("Basic {}", base64_encode(super::http::percent_decode(up).as_bytes()))),
         (None, None) => None,
     };
     if let Some(a) = auth {
