@@ -933,6 +933,23 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             idle_timeout: l.idle_timeout.map_or(Duration::from_secs(600), |d| d.0),
         });
     }
+    // `sources:` names must name something: a typo would silence the rule.
+    for r in &rules {
+        let Some(src) = &r.sources else { continue };
+        let entry = format!("name: {}", r.name.0);
+        if !src.containers.is_empty() {
+            return Err(not_yet("rules", &entry, "containers", &format!("rules.{}.sources.containers (container logs)", r.name.0)));
+        }
+        for (names, known, what) in [
+            (&src.streams, streams.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), "streams"),
+            (&src.listeners, listen.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), "listeners"),
+        ] {
+            if let Some(n) = names.iter().find(|n| !known.contains(&n.0.as_str())) {
+                let have = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                return Err(err("rules", &entry, what, format!("rules.{}.sources.{what}: `{}` is not the name of one of the {what} (defined: {have})", r.name.0, n.0)));
+            }
+        }
+    }
     Ok(Config { path, identity, max_line_bytes, shutdown_timeout, stats_interval, files, stdin, streams, listen, alerts, rules, state_file })
 }
 
@@ -1266,6 +1283,14 @@ mod tests {
         }
         let e = parse("alerts:\n  h: { type: webhook, url: \"https://u:p/w@hooks.example/x\" }\n").unwrap_err().0;
         assert!(e.contains("percent-encode") && !e.contains("p/w"), "{e}");
+    }
+
+    #[test]
+    fn sources_must_name_defined_streams_and_listeners() {
+        let e = parse("inputs:\n  listen:\n    - { name: syslog, type: udp, address: \"127.0.0.1:5514\" }\nalerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n    alert: c\n    sources: { listeners: [syslgo] }\n").unwrap_err().0;
+        assert!(e.contains("`syslgo`") && e.contains("defined: syslog") && e.starts_with("c.yaml:10:"), "{e}");
+        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c, sources: { containers: [web] } }\n").unwrap_err().0;
+        assert!(e.contains("not supported yet"), "{e}");
     }
 
     #[test]

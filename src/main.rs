@@ -139,8 +139,10 @@ fn run(a: &Args) -> Result<u8, Fatal> {
     }
 }
 
-/// `tinywatcher test`: the config is valid; say what it holds.
+/// `tinywatcher test`: the config is valid (and `watch` would run it); say
+/// what it holds.
 fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
+    runnable(cfg)?;
     let mut out = String::new();
     let src = cfg.path.as_ref().map_or("command line".into(), |p| p.display().to_string());
     out.push_str(&format!("config {src}: OK\nidentity: {}\n", cfg.identity));
@@ -198,13 +200,19 @@ fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
 
 /// `tinywatcher watch`: inputs -> channel -> matcher -> senders, until a signal
 /// (or, with `--once`, until the files are read to their end).
-fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
+/// What `watch` needs to run at all (`test` says the same).
+fn runnable(cfg: &Config) -> Result<(), Fatal> {
     if cfg.rules.is_empty() {
         return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
     }
     if cfg.files.is_empty() && !cfg.stdin && cfg.streams.is_empty() && cfg.listen.is_empty() {
-        return Err(Fatal("no inputs: add `inputs:` to the config or give --file PATH".into()));
+        return Err(Fatal("no inputs: add `inputs:` to the config or give --file PATH or --stream URL".into()));
     }
+    Ok(())
+}
+
+fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
+    runnable(&cfg)?;
     if a.once {
         if cfg.files.is_empty() && !cfg.stdin {
             return Err(Fatal(
@@ -227,7 +235,7 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     let stop = Stop::new();
     spawn_signal_thread(stop.clone())?;
 
-    let senders = alert::Senders::start(&cfg.alerts, a.json, &stop).map_err(Fatal)?;
+    let senders = alert::Senders::start(&cfg.alerts, a.json, a.until_match, &stop).map_err(Fatal)?;
     let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
     // Batches are up to ~128 KiB: 16 in flight bound the memory a burst costs.
     let (tx, rx) = crossbeam_channel::bounded(16);

@@ -3,6 +3,9 @@
 
 use crate::util::{run, TempDir};
 
+/// Inputs, a destination and a rule: what `test` (like `watch`) needs.
+const MINIMAL: &str = "inputs:\n  files: [/var/log/x.log]\nalerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c }\n";
+
 fn config_error(yaml: &str) -> (String, String) {
     let d = TempDir::new("cli");
     let p = d.write("c.yaml", yaml);
@@ -56,7 +59,7 @@ fn unset_env_var_is_named() {
 #[test]
 fn env_var_with_default_loads() {
     let d = TempDir::new("cli");
-    let p = d.write("c.yaml", "identity: { name: \"${TW_SURELY_UNSET_VAR:-fallback}\" }\nalerts:\n  c: { type: stdout }\n");
+    let p = d.write("c.yaml", &format!("identity: {{ name: \"${{TW_SURELY_UNSET_VAR:-fallback}}\" }}\n{MINIMAL}"));
     let (code, out, err) = run(&["test", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("identity: fallback"), "{out}");
@@ -82,6 +85,19 @@ fn file_input_that_is_a_directory() {
     let (code, _, err) = run(&["watch", "--file", d.0.to_str().unwrap(), "--rule", "x"]);
     assert_eq!(code, 2);
     assert!(err.contains("is a directory"), "{err}");
+}
+
+#[test]
+fn test_refuses_what_watch_refuses() {
+    let d = TempDir::new("cli");
+    let p = d.write("c.yaml", "alerts:\n  c: { type: stdout }\n");
+    let (code, _, err) = run(&["test", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no rules"), "{err}");
+    let p = d.write("c2.yaml", "alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c }\n");
+    let (code, _, err) = run(&["test", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no inputs"), "{err}");
 }
 
 #[test]
@@ -140,7 +156,7 @@ fn no_config_found_is_explained() {
 #[test]
 fn config_found_in_current_directory() {
     let d = TempDir::new("cli");
-    d.write("tinywatcher.yaml", "identity: { name: from-cwd }\nalerts:\n  c: { type: stdout }\n");
+    d.write("tinywatcher.yaml", &format!("identity: {{ name: from-cwd }}\n{MINIMAL}"));
     let o = std::process::Command::new(crate::util::BIN).args(["test"]).current_dir(&d.0).output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("from-cwd"));

@@ -103,20 +103,26 @@ fn until_match_end_of_stdin_without_match_is_exit_1() {
 }
 
 #[test]
-fn until_match_with_config_alerts_first() {
-    // The rule's stdout alert is handed over before the matched line is printed.
+fn until_match_prints_only_the_line_and_still_alerts_other_destinations() {
+    // stdout gets the matched line alone (a script captures it); the rule's
+    // webhook still gets its alert before the run ends.
+    let rec = crate::fake::Recorder::start(vec![]);
+    rec.set_default(crate::fake::Reply::status(200));
     let d = TempDir::new("um");
     let f = d.write("app.log", "x\nERROR boom\n");
     let c = d.write(
         "c.yaml",
-        &format!("identity: {{ name: t }}\ninputs:\n  files: [{f:?}]\nalerts:\n  console: {{ type: stdout }}\nrules:\n  - name: err\n    pattern: ERROR\n    alert: console\n"),
+        &format!(
+            "identity: {{ name: t }}\ninputs:\n  files: [{f:?}]\nalerts:\n  console: {{ type: stdout }}\n  hook: {{ type: webhook, url: {:?} }}\nrules:\n  - name: err\n    pattern: ERROR\n    alert: [console, hook]\n",
+            rec.url("/h")
+        ),
     );
     let (code, out, err) = run(&["watch", "--config", c.to_str().unwrap(), "--until-match"]);
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].contains("ALERT [t] [err]: ERROR boom"), "{out}");
-    assert_eq!(lines[1], "ERROR boom");
+    assert_eq!(out, "ERROR boom\n");
+    let got = rec.drain();
+    assert_eq!(got.len(), 1, "the webhook alert is delivered before exit");
+    assert!(got[0].body_str().contains("ERROR boom"));
 }
 
 fn check_config(d: &TempDir, files: &[&str]) -> String {

@@ -86,7 +86,9 @@ impl Senders {
     /// stdout destinations (`--json`).
     /// A stdout destination whose pipe closed (`| head`) stops the run
     /// through `stop`, so it ends in order (state saved, other alerts sent).
-    pub fn start(alerts: &BTreeMap<String, AlertCfg>, json: bool, stop: &Stop) -> Result<Senders, String> {
+    /// `mute_stdout` (`--until-match`, which prints the matched line itself):
+    /// stdout destinations take their alerts and print nothing.
+    pub fn start(alerts: &BTreeMap<String, AlertCfg>, json: bool, mute_stdout: bool, stop: &Stop) -> Result<Senders, String> {
         let (wake, wake_rx) = bounded::<()>(0);
         let (done_tx, done) = bounded::<()>(0);
         let deadline = Arc::new(OnceLock::new());
@@ -104,7 +106,13 @@ impl Senders {
                     let stop = stop.clone();
                     let h = builder.stack_size(STDOUT_STACK).spawn(move || {
                         let _done = done_tx;
-                        stdout::run(rx, ctx, json, stop);
+                        if mute_stdout {
+                            while rx.recv().is_ok() {
+                                ctx.done_one();
+                            }
+                        } else {
+                            stdout::run(rx, ctx, json, stop);
+                        }
                     });
                     (STDOUT_QUEUE, h.map(|h| (h, tx)))
                 }

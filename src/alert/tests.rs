@@ -184,7 +184,7 @@ fn recv(rx: &crossbeam_channel::Receiver<Req>, secs: u64) -> Req {
 fn webhook_payload_method_and_headers() {
     let (base, rx) = recorder(vec![]);
     let a = alerts(&format!("hook:\n  type: webhook\n  url: {base}/in/abc\n  method: put\n  headers:\n    Authorization: Bearer t0ken\n    X-Extra: yes\n"));
-    let s = Senders::start(&a, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&a, false, false, &crate::event::Stop::new()).unwrap();
     let idx = s.index_of("hook").unwrap();
     assert_eq!(s.index_of("nope"), None);
     s.dispatch(idx, alert("errors", 1));
@@ -226,7 +226,7 @@ fn webhook_without_labels_omits_them() {
 #[test]
 fn alerts_arrive_in_order_on_one_connection_pool() {
     let (base, rx) = recorder(vec![]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
     for n in 0..20 {
         s.dispatch(0, alert("r", n));
     }
@@ -240,7 +240,7 @@ fn alerts_arrive_in_order_on_one_connection_pool() {
 fn retries_5xx_then_succeeds() {
     let (base, rx) = recorder(vec![Act::Status(500, None, "boom"), Act::Status(502, None, ""), Act::Status(204, None, "")]);
     let retries = stats::get(&STATS.retries);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
     s.dispatch(0, alert("r", 7));
     s.dispatch(0, alert("r", 8));
     let seen: Vec<u64> = (0..4).map(|_| recv(&rx, 5).json()["suppressed"].as_u64().unwrap()).collect();
@@ -253,7 +253,7 @@ fn retries_5xx_then_succeeds() {
 #[test]
 fn client_errors_are_not_retried() {
     let (base, rx) = recorder(vec![Act::Status(400, None, "bad payload")]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
     s.dispatch(0, alert("r", 1));
     s.dispatch(0, alert("r", 2));
     assert_eq!(recv(&rx, 5).json()["suppressed"], 1);
@@ -308,16 +308,16 @@ fn failure_classification() {
 
 #[test]
 fn bad_headers_are_refused_at_start_without_showing_the_value() {
-    let e = Senders::start(&alerts("h: { type: webhook, url: \"http://127.0.0.1:9/\", headers: { \"X-Key\": \"s3cret\\nX: y\" } }\n"), false, &crate::event::Stop::new()).err().unwrap();
+    let e = Senders::start(&alerts("h: { type: webhook, url: \"http://127.0.0.1:9/\", headers: { \"X-Key\": \"s3cret\\nX: y\" } }\n"), false, false, &crate::event::Stop::new()).err().unwrap();
     assert!(e.contains("X-Key") && !e.contains("s3cret"), "{e}");
-    let e = Senders::start(&alerts("h: { type: webhook, url: \"http://127.0.0.1:9/\", headers: { \"Bad Name\": v } }\n"), false, &crate::event::Stop::new()).err().unwrap();
+    let e = Senders::start(&alerts("h: { type: webhook, url: \"http://127.0.0.1:9/\", headers: { \"Bad Name\": v } }\n"), false, false, &crate::event::Stop::new()).err().unwrap();
     assert!(e.contains("Bad Name"), "{e}");
 }
 
 #[test]
 fn retry_after_is_honoured() {
     let (base, rx) = recorder(vec![Act::Status(429, Some(1), "slow down")]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
     s.dispatch(0, alert("r", 1));
     let first = recv(&rx, 5);
     let second = recv(&rx, 5);
@@ -332,7 +332,7 @@ fn finish_cuts_a_backoff_short_and_counts_what_is_left() {
     // Always 429 with a long Retry-After: the sender sleeps in its backoff.
     let script = vec![Act::Status(429, Some(30), ""); 10];
     let (base, rx) = recorder(script);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
     for n in 0..3 {
         s.dispatch(0, alert("r", n));
     }
@@ -346,7 +346,7 @@ fn finish_cuts_a_backoff_short_and_counts_what_is_left() {
 #[test]
 fn finish_does_not_wait_past_the_deadline_for_a_hanging_webhook() {
     let (base, rx) = recorder(vec![Act::Hang; 10]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x, timeout: 30s }}\n")), false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x, timeout: 30s }}\n")), false, false, &crate::event::Stop::new()).unwrap();
     s.dispatch(0, alert("r", 1));
     recv(&rx, 5);
     let t0 = Instant::now();
@@ -358,7 +358,7 @@ fn finish_does_not_wait_past_the_deadline_for_a_hanging_webhook() {
 #[test]
 fn a_full_queue_drops_without_blocking() {
     let (base, rx) = recorder(vec![Act::Hang; 10]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x, queue: 2, timeout: 30s }}\n")), false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x, queue: 2, timeout: 30s }}\n")), false, false, &crate::event::Stop::new()).unwrap();
     let before = stats::get(&STATS.alerts_dropped_queue_full);
     s.dispatch(0, alert("r", 0));
     recv(&rx, 5); // in flight, hanging

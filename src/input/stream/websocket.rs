@@ -44,7 +44,7 @@ type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 /// Bytes of lines gathered before they are handed over even if more is waiting.
 const BATCH_BYTES: usize = 64 * 1024;
 /// How long the close handshake may take on shutdown.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
+const CLOSE_WAIT: Duration = Duration::from_millis(200);
 
 /// Connect once, read messages until the connection ends, say why it ended.
 pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
