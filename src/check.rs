@@ -137,15 +137,23 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
         }
     };
     // Each file's last lines, then standard input's (`--file -`: read to its end).
-    let tails = files.iter().filter_map(|path| match File::open(path).and_then(|mut f| tail_lines(&mut f, n, cfg.max_line_bytes)) {
-        Ok(l) => Some((format!("file:{path}"), l)),
-        Err(e) => {
-            log::warn!("{path}: {e}");
-            None
-        }
-    });
+    let mut unreadable = 0;
+    let tails: Vec<(String, Vec<String>)> = files
+        .iter()
+        .filter_map(|path| match File::open(path).and_then(|mut f| tail_lines(&mut f, n, cfg.max_line_bytes)) {
+            Ok(l) => Some((format!("file:{path}"), l)),
+            Err(e) => {
+                log::warn!("{path}: {e}");
+                unreadable += 1;
+                None
+            }
+        })
+        .collect();
+    if unreadable > 0 && tails.is_empty() && !cfg.stdin {
+        return Err(format!("none of the {unreadable} file(s) could be read"));
+    }
     let stdin = cfg.stdin.then(|| ("stdin".to_string(), stdin_tail(n, cfg.max_line_bytes)));
-    for (source, lines) in tails.chain(stdin) {
+    for (source, lines) in tails.into_iter().chain(stdin) {
         checked += lines.len();
         let mut text = lines.join("\n");
         text.push('\n');

@@ -922,6 +922,9 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
         if listen.iter().any(|o: &ListenSpec| o.name == l.name.0) {
             return Err(err("listen", &entry, "name", format!("inputs.listen: two listeners are named `{}`", l.name.0)));
         }
+        if l.kind == ListenType::Udp && l.max_connections.is_some() {
+            return Err(err("listen", &entry, "max_connections", format!("inputs.listen.{}.max_connections: udp has no connections (it is for tcp listeners)", l.name.0)));
+        }
         if l.max_connections == Some(0) {
             return Err(err("listen", &entry, "max_connections", "inputs.listen: max_connections must be at least 1".into()));
         }
@@ -1291,6 +1294,8 @@ mod tests {
         assert!(e.contains("`syslgo`") && e.contains("defined: syslog") && e.starts_with("c.yaml:10:"), "{e}");
         let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c, sources: { containers: [web] } }\n").unwrap_err().0;
         assert!(e.contains("not supported yet"), "{e}");
+        let e = parse("inputs:\n  listen:\n    - { name: s, type: udp, address: \"127.0.0.1:5514\", max_connections: 5 }\n").unwrap_err().0;
+        assert!(e.contains("udp has no connections"), "{e}");
     }
 
     #[test]

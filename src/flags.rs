@@ -12,24 +12,24 @@ tinywatcher — follow logs, match regex rules, send alerts
 USAGE:
   tinywatcher watch [--config FILE] [SOURCES] [--rule REGEX]... [--until-match]
                     [--timeout DUR] [--once] [--state FILE] [--no-resources] [--json]
-  tinywatcher check [--config FILE] [SOURCES] [-n N] [--color WHEN]
+  tinywatcher check [--config FILE] [SOURCES] [--rule REGEX]... [-n N] [--color WHEN]
   tinywatcher test  [--config FILE] [--send]
   tinywatcher --help | --version
 
 SOURCES:
   -f, --file PATH        follow a file (globs allowed; '-' reads standard input)
-      --container NAME   follow a container's logs
+      --container NAME   follow a container's logs (not supported yet)
       --stream URL       follow a network stream (ws://, wss://, http(s)://, tcp://, tls://)
 
 OPTIONS:
   -c, --config FILE      config file (default: ./tinywatcher.yaml,
                          $XDG_CONFIG_HOME/tinywatcher/config.yaml, /etc/tinywatcher/config.yaml)
   -r, --rule REGEX       an ad-hoc rule (repeatable); its alerts go to stdout
-      --until-match      exit 0 at the first match, 1 at end of input or timeout
+      --until-match      exit 0 at the first alert (print its line), 1 at end of input or timeout
       --timeout DUR      with --until-match: give up after DUR (500ms, 30s, 5m, 1h)
       --once             read files to their current end, alert, exit
       --state FILE       save and resume file positions here
-      --no-resources     do not run resource checks
+      --no-resources     do not run resource checks (there are none yet)
       --json             print alerts on stdout as JSON lines
   -n, --lines N          check: how many last lines of each input (default 100)
       --send             test: send one test alert to every destination
@@ -39,7 +39,8 @@ OPTIONS:
   -h, --help             this help
   -V, --version          the version
 
-EXIT STATUS: 0 ran fine (or matched), 1 no match (--until-match/--once), 2 error.
+EXIT STATUS: 0 ran fine (or matched); 1 no match (--until-match, --once, check)
+             or a failed delivery (test --send); 2 usage, config or fatal error.
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,12 +189,17 @@ fn check_combinations(a: &Args) -> Result<(), String> {
         (a.once, "--once"),
         (a.state.is_some(), "--state"),
         (a.json, "--json"),
-        (!a.rules.is_empty() && a.command == Command::Test, "--rule"),
     ];
     if a.command != Command::Watch {
         if let Some((_, f)) = watch_only.iter().find(|(on, _)| *on) {
             return Err(format!("{f} only goes with `watch`"));
         }
+    }
+    if !a.rules.is_empty() && a.command == Command::Test {
+        return Err("--rule goes with `watch` or `check`".into());
+    }
+    if a.timeout.is_some_and(|t| t.is_zero()) {
+        return Err("--timeout: must be longer than zero".into());
     }
     if a.command != Command::Check {
         if a.lines_given {
@@ -250,6 +256,8 @@ mod tests {
         assert_eq!(a.timeout, Some(Duration::from_millis(500)));
         assert!(p(&["watch", "--until-match", "--timeout", "soon"]).unwrap_err().contains("--timeout"));
         assert!(p(&["watch", "--timeout", "5s"]).unwrap_err().contains("--until-match"));
+        assert!(p(&["watch", "--until-match", "--timeout", "0s"]).unwrap_err().contains("zero"));
+        assert!(p(&["test", "--rule", "x"]).unwrap_err().contains("`check`"));
     }
 
     #[test]

@@ -269,4 +269,6 @@ fn check_reads_the_last_lines_of_stdin() {
     assert!(out.contains("stdin [rule] ERROR new") && !out.contains("ERROR old"), "{out}");
     let (code, _, err) = run(&["check", "--stream", "http://127.0.0.1:9/", "--rule", "x"]);
     assert_eq!(code, 2, "{err}");
+    let (code, _, err) = run(&["check", "--file", "/surely/not/here.log", "--rule", "x"]);
+    assert_eq!(code, 2, "nothing could be read is an error, not 'no match': {err}");
 }
