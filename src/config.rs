@@ -908,7 +908,7 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             }
         }
         if streams.iter().any(|o: &StreamSpec| o.name == spec.name) {
-            return Err(err("streams", &s.url.0, "name", format!("inputs.streams: two streams are named `{}`; give each a unique `name`", spec.name)));
+            return Err(err("streams", &s.url.0, "", format!("inputs.streams: two streams are named `{}`; give each a unique `name`", spec.name)));
         }
         streams.push(spec);
     }
