@@ -291,3 +291,25 @@ extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+#[test]
+fn truncated_and_rewritten_past_the_old_position_between_two_looks() {
+    // `write` truncates and writes in one go: the follower never sees the
+    // file shorter than its position; the changed first bytes tell it.
+    let d = TempDir::new("ff-rewrite");
+    let p = d.write("t.log", "");
+    let cfg = d.write(
+        "cfg.yaml",
+        &format!(
+            "identity: {{ name: test }}\ninputs:\n  files: [{:?}]\nalerts:\n  console: {{ type: stdout }}\nrules:\n  - {{ name: r, pattern: \"ERR \", alert: console, cooldown: 0 }}\n",
+            s(&p)
+        ),
+    );
+    let w = start(&cfg, &format!("following {}", s(&p)));
+    append(&p, "ERR 1 first line\n");
+    w.wait_out("ERR 1 first line", T);
+    std::fs::write(&p, "ERR 2 after the truncation, longer than before\n").unwrap();
+    w.wait_out("ERR 2 after the truncation, longer than before", T);
+    let out = w.stdout();
+    assert!(out.iter().all(|l| !l.contains("ERR") || l.ends_with("]: ERR 1 first line") || l.ends_with("]: ERR 2 after the truncation, longer than before")), "{out:?}");
+}

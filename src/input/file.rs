@@ -689,7 +689,9 @@ fn open_at(path: &Path, initial: Option<(u64, u64, u64)>, max: usize) -> Result<
         _ => 0,
     };
     file.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek: {e}"))?;
-    Ok(Open { file, id, pos, lines, grew: Instant::now(), fp: None })
+    // Starting past the first bytes: note them now, to tell a rewrite later.
+    let fp = if pos > 0 { state::fingerprint(&file).ok() } else { None };
+    Ok(Open { file, id, pos, lines, grew: Instant::now(), fp })
 }
 
 /// The key of a path in the state file: absolute, not resolved (files are
@@ -948,14 +950,39 @@ fn read_tracked(key: &Path, t: &mut Tracked, io: &mut Io) -> Result<bool, Quit> 
     Ok(more)
 }
 
+/// Was the file truncated and written past our position between two looks
+/// (so that its size alone cannot tell)? Its first bytes changed: compare
+/// them with what we saw, one small `pread`. While the file is shorter than
+/// `FP_BYTES`, the fingerprint grows with it.
+fn rewritten(o: &mut Open, size: u64) -> bool {
+    if o.pos == 0 {
+        return false;
+    }
+    let Some((fp, fp_len)) = o.fp else {
+        o.fp = state::fingerprint(&o.file).ok();
+        return false;
+    };
+    let saw = FilePos { dev: 0, ino: 0, fp, fp_len, pos: 0 };
+    let same = state::fingerprint_matches(&o.file, &saw).unwrap_or(true);
+    if same && (fp_len as usize) < state::FP_BYTES && size > fp_len as u64 {
+        o.fp = state::fingerprint(&o.file).ok();
+    }
+    !same
+}
+
 /// Read up to a turn's worth from one open file and send the whole lines.
 fn read_open(key: &Path, o: &mut Open, source: &Source, io: &mut Io) -> Result<Got, Quit> {
     let size = match o.file.metadata() {
         Ok(m) => m.len(),
         Err(e) => return Ok(Got::Failed(format!("cannot stat: {e}"))),
     };
-    if size < o.pos {
-        log::info!("{} truncated: reading from the start", key.display());
+    let rewritten = size > o.pos && rewritten(o, size);
+    if size < o.pos || rewritten {
+        if rewritten {
+            log::info!("{} was truncated and written again (its first bytes changed): reading from the start", key.display());
+        } else {
+            log::info!("{} truncated: reading from the start", key.display());
+        }
         if let Err(e) = o.file.seek(SeekFrom::Start(0)) {
             return Ok(Got::Failed(format!("cannot seek: {e}")));
         }
@@ -978,6 +1005,12 @@ fn read_open(key: &Path, o: &mut Open, source: &Source, io: &mut Io) -> Result<G
         let res = (&mut o.file).take(CHUNK as u64).read_to_end(&mut buf);
         let n = buf.len() - held;
         if n > 0 {
+            if o.pos == 0 && o.fp.is_none() {
+                // The file's first bytes, as read (not read again later: the
+                // file may be rewritten by then), to tell a rewrite.
+                let k = n.min(state::FP_BYTES);
+                o.fp = Some((state::fnv1a(&buf[held..held + k]), k as u32));
+            }
             o.pos += n as u64;
             o.grew = Instant::now();
         }
