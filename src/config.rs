@@ -629,8 +629,46 @@ fn yaml_error(e: serde_yaml::Error, src: &str, name: &str) -> ConfigError {
         msg.truncate(p);
     }
     let start = e.location().map_or(0, |l| l.index());
-    let (line, col) = line_col(src, refine_location(&msg, src, start));
-    ConfigError(format!("{name}:{line}:{col}: {msg}"))
+    let at = refine_location(&msg, src, start);
+    let (line, col) = line_col(src, at);
+    ConfigError(format!("{name}:{line}:{col}: {}", name_the_entry(msg, src, at)))
+}
+
+/// serde_yaml names a rule by its index and an alert table not at all
+/// (`rules[2]: …`, `alerts: …`): add the rule's and the table's name.
+fn name_the_entry(msg: String, src: &str, at: usize) -> String {
+    if let Some(rest) = msg.strip_prefix("alerts:") {
+        // The alert table the position is in: the nearest line at or above
+        // it indented as the tables under `alerts:` are.
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let content = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+        let lines: Vec<&str> = src.lines().collect();
+        let here = src[..char_floor(src, at)].matches('\n').count();
+        let name = lines.iter().position(|l| l.starts_with("alerts:")).and_then(|a| {
+            let child = indent(lines.get(a + 1..)?.iter().find(|l| content(l))?);
+            lines.get(a + 1..=here.min(lines.len().saturating_sub(1)))?
+                .iter()
+                .rev()
+                .find(|l| content(l) && indent(l) == child)
+                .map(|l| l.trim().split(':').next().unwrap_or("").trim_matches(['"', '\'']).to_string())
+        });
+        if let Some(n) = name.filter(|n| !n.is_empty()) {
+            return format!("alerts.{n}:{rest}");
+        }
+        return msg;
+    }
+    if let Some(rest) = msg.strip_prefix("rules[") {
+        if let Some((idx, tail)) = rest.split_once(']') {
+            let named = idx.parse::<usize>().ok().and_then(|i| {
+                let v: serde_yaml::Value = serde_yaml::from_str(src).ok()?;
+                v.get("rules")?.get(i)?.get("name")?.as_str().map(str::to_string)
+            });
+            if let Some(n) = named {
+                return format!("rules[{idx}] ({n}){tail}");
+            }
+        }
+    }
+    msg
 }
 
 /// serde_yaml places some errors at the start of the enclosing mapping (a
@@ -1210,6 +1248,16 @@ mod tests {
         let e = parse("alerts:\n  hook:\n    type: webhook\n    url: http://x\n    heders: {}\n").unwrap_err().0;
         assert!(e.contains("heders"), "{e}");
         assert!(e.starts_with("c.yaml:5:"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_rule_and_the_alert_table() {
+        let e = parse("rules:\n  - name: db_down\n    patern: x\n    alert: c\n").unwrap_err().0;
+        assert!(e.contains("rules[0] (db_down): unknown field `patern`"), "{e}");
+        let e = parse("alerts:\n  console: { type: stdout }\n  hook:\n    type: webhook\n    url: http://x\n    heders: {}\n").unwrap_err().0;
+        assert!(e.contains("alerts.hook: unknown field `heders`"), "{e}");
+        let e = parse("alerts:\n  c: { type: stdout, jsn: true }\n").unwrap_err().0;
+        assert!(e.contains("alerts.c: unknown field `jsn`"), "{e}");
     }
 
     #[test]
