@@ -20,7 +20,12 @@ pub struct Backoff {
 impl Backoff {
     /// Delays start below `base` and double up to `max`.
     pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff { base, max: max.max(base), attempt: 0, rng: XorShift::seeded() }
+        Backoff {
+            base,
+            max: max.max(base),
+            attempt: 0,
+            rng: XorShift::seeded(),
+        }
     }
 
     /// The next delay: random in `[0, min(max, base * 2^n)]` for the n-th call
@@ -39,7 +44,9 @@ impl Backoff {
     /// The upper bound of the next delay: `min(max, base * 2^n)`.
     pub fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
-        self.base.checked_mul(factor).map_or(self.max, |d| d.min(self.max))
+        self.base
+            .checked_mul(factor)
+            .map_or(self.max, |d| d.min(self.max))
     }
 
     /// Start over from `base` (after a success or a healthy connection).
@@ -68,7 +75,11 @@ impl XorShift {
 
     fn from_seed(seed: u64) -> XorShift {
         // Zero is the one state xorshift never leaves.
-        XorShift(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        XorShift(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     fn next(&mut self) -> u64 {
@@ -93,9 +104,26 @@ mod tests {
         for _ in 0..9 {
             ceilings.push(b.ceiling());
             let d = b.next_delay();
-            assert!(d <= *ceilings.last().unwrap(), "{d:?} above {:?}", ceilings.last());
+            assert!(
+                d <= *ceilings.last().unwrap(),
+                "{d:?} above {:?}",
+                ceilings.last()
+            );
         }
-        assert_eq!(ceilings, [ms(500), ms(1000), ms(2000), ms(4000), ms(8000), ms(16000), ms(30000), ms(30000), ms(30000)]);
+        assert_eq!(
+            ceilings,
+            [
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16000),
+                ms(30000),
+                ms(30000),
+                ms(30000)
+            ]
+        );
         b.reset();
         assert_eq!(b.ceiling(), ms(500));
     }
@@ -123,14 +151,18 @@ mod tests {
 
     #[test]
     fn generators_differ_between_instances() {
-        let a: Vec<u64> = (0..4).map({
-            let mut r = XorShift::seeded();
-            move |_| r.next()
-        }).collect();
-        let b: Vec<u64> = (0..4).map({
-            let mut r = XorShift::seeded();
-            move |_| r.next()
-        }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut r = XorShift::seeded();
+                move |_| r.next()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut r = XorShift::seeded();
+                move |_| r.next()
+            })
+            .collect();
         assert_ne!(a, b);
         let mut z = XorShift::from_seed(0);
         assert_ne!(z.next(), 0);

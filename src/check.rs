@@ -39,7 +39,10 @@ pub fn tail_lines(f: &mut File, n: usize, max: usize) -> std::io::Result<Vec<Str
         buf = block;
         pos = start;
     }
-    log::debug!("read {} bytes from the end for the last {n} lines", buf.len());
+    log::debug!(
+        "read {} bytes from the end for the last {n} lines",
+        buf.len()
+    );
     if buf.is_empty() {
         return Ok(vec![]);
     }
@@ -140,19 +143,23 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
     let mut unreadable = 0;
     let tails: Vec<(String, Vec<String>)> = files
         .iter()
-        .filter_map(|path| match File::open(path).and_then(|mut f| tail_lines(&mut f, n, cfg.max_line_bytes)) {
-            Ok(l) => Some((format!("file:{path}"), l)),
-            Err(e) => {
-                log::warn!("{path}: {e}");
-                unreadable += 1;
-                None
+        .filter_map(|path| {
+            match File::open(path).and_then(|mut f| tail_lines(&mut f, n, cfg.max_line_bytes)) {
+                Ok(l) => Some((format!("file:{path}"), l)),
+                Err(e) => {
+                    log::warn!("{path}: {e}");
+                    unreadable += 1;
+                    None
+                }
             }
         })
         .collect();
     if unreadable > 0 && tails.is_empty() && !cfg.stdin {
         return Err(format!("none of the {unreadable} file(s) could be read"));
     }
-    let stdin = cfg.stdin.then(|| ("stdin".to_string(), stdin_tail(n, cfg.max_line_bytes)));
+    let stdin = cfg
+        .stdin
+        .then(|| ("stdin".to_string(), stdin_tail(n, cfg.max_line_bytes)));
     for (source, lines) in tails.into_iter().chain(stdin) {
         checked += lines.len();
         let mut text = lines.join("\n");
@@ -162,7 +169,8 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
             let ok: Vec<usize> = idx
                 .filter(|&i| {
                     let r = &rules.rules[i];
-                    r.sources.as_ref().is_none_or(|f| f.allows(&source)) && r.exclude.as_ref().is_none_or(|e| !e.is_match(line))
+                    r.sources.as_ref().is_none_or(|f| f.allows(&source))
+                        && r.exclude.as_ref().is_none_or(|e| !e.is_match(line))
                 })
                 .collect();
             if !ok.is_empty() {
@@ -174,9 +182,16 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
             for &i in &idx {
                 counts[i] += 1;
             }
-            let shown = if color { highlight(&line, idx.iter().map(|&i| &rules.rules[i].regex)) } else { line.clone() };
+            let shown = if color {
+                highlight(&line, idx.iter().map(|&i| &rules.rules[i].regex))
+            } else {
+                line.clone()
+            };
             if color {
-                w(&format!("{DIM}{source}{RESET} {CYAN}[{}]{RESET} {shown}\n", names.join(",")))?;
+                w(&format!(
+                    "{DIM}{source}{RESET} {CYAN}[{}]{RESET} {shown}\n",
+                    names.join(",")
+                ))?;
             } else {
                 w(&format!("{source} [{}] {shown}\n", names.join(",")))?;
             }
@@ -184,7 +199,10 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
     }
     let total: u64 = counts.iter().sum();
     let inputs = files.len() + usize::from(cfg.stdin);
-    w(&format!("-- {} line(s) checked in {} input(s); {} hit(s)\n", checked, inputs, total))?;
+    w(&format!(
+        "-- {} line(s) checked in {} input(s); {} hit(s)\n",
+        checked, inputs, total
+    ))?;
     let width = rules.rules.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for (r, c) in rules.rules.iter().zip(&counts) {
         w(&format!("{:width$}  {c}\n", &*r.name))?;
@@ -197,7 +215,11 @@ pub fn run(cfg: &Config, rules: &RuleSet, n: usize, color: bool) -> Result<u8, S
 fn highlight<'a>(line: &str, regexes: impl Iterator<Item = &'a regex::Regex>) -> String {
     let mut spans: Vec<(usize, usize)> = Vec::new();
     for re in regexes {
-        spans.extend(re.find_iter(line).filter(|m| !m.is_empty()).map(|m| (m.start(), m.end())));
+        spans.extend(
+            re.find_iter(line)
+                .filter(|m| !m.is_empty())
+                .map(|m| (m.start(), m.end())),
+        );
     }
     spans.sort();
     let mut out = String::with_capacity(line.len() + 16);
@@ -222,7 +244,8 @@ mod tests {
     use super::*;
 
     fn tmp(content: &[u8]) -> File {
-        let p = std::env::temp_dir().join(format!("tw-check-{}-{}", std::process::id(), content.len()));
+        let p =
+            std::env::temp_dir().join(format!("tw-check-{}-{}", std::process::id(), content.len()));
         std::fs::write(&p, content).unwrap();
         let f = File::open(&p).unwrap();
         let _ = std::fs::remove_file(&p);

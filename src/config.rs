@@ -64,7 +64,9 @@ impl<'de> Deserialize<'de> for Str {
             }
         }
         let raw = d.deserialize_any(V)?;
-        expand_env(&raw, &|k| std::env::var(k).ok()).map(Str).map_err(de::Error::custom)
+        expand_env(&raw, &|k| std::env::var(k).ok())
+            .map(Str)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -89,7 +91,10 @@ pub fn expand_env(s: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Strin
                 i += 2;
             }
             Some(b'{') => {
-                let close = s[i..].find('}').ok_or_else(|| format!("unclosed `${{` in {s:?}"))? + i;
+                let close = s[i..]
+                    .find('}')
+                    .ok_or_else(|| format!("unclosed `${{` in {s:?}"))?
+                    + i;
                 let inner = &s[i + 2..close];
                 let (name, default) = match inner.find(":-") {
                     Some(p) => (&inner[..p], Some(&inner[p + 2..])),
@@ -112,7 +117,11 @@ pub fn expand_env(s: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Strin
                 let name = &s[i + 1..end];
                 match get(name) {
                     Some(v) => out.push_str(&v),
-                    None => return Err(format!("environment variable `{name}` is not set (write $$ for a literal `$`)")),
+                    None => {
+                        return Err(format!(
+                            "environment variable `{name}` is not set (write $$ for a literal `$`)"
+                        ))
+                    }
                 }
                 i = end;
             }
@@ -128,7 +137,8 @@ pub fn expand_env(s: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 
 fn valid_var_name(n: &str) -> bool {
     let mut c = n.chars();
-    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
 /// A duration: a bare number is seconds; or `500ms`, `30s`, `5m`, `1h`, `2d`.
@@ -138,16 +148,24 @@ pub struct Dur(pub Duration);
 /// Parse `500ms`, `30s`, `5m`, `1h`, `2d`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (expected e.g. 500ms, 30s, 5m, 1h)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (expected e.g. 500ms, 30s, 5m, 1h)"))?;
     let secs = match unit.trim() {
         "" | "s" | "sec" | "secs" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        u => return Err(format!("`{s}`: unknown unit `{u}` (expected ms, s, m, h or d)")),
+        u => {
+            return Err(format!(
+                "`{s}`: unknown unit `{u}` (expected ms, s, m, h or d)"
+            ))
+        }
     };
     if !secs.is_finite() || !(0.0..=1e10).contains(&secs) {
         return Err(format!("`{s}` is out of range"));
@@ -223,7 +241,10 @@ impl<'de> Deserialize<'de> for Pattern {
 
 /// Check a regex's syntax; the error is regex's own, which shows where.
 pub fn check_regex(s: &str) -> Result<(), String> {
-    regex_syntax::Parser::new().parse(s).map(|_| ()).map_err(|e| format!("invalid regex:\n{e}"))
+    regex_syntax::Parser::new()
+        .parse(s)
+        .map(|_| ())
+        .map_err(|e| format!("invalid regex:\n{e}"))
 }
 
 /// One name or a list of names (`alert: hook` or `alert: [hook, console]`).
@@ -341,7 +362,9 @@ impl TryFrom<AuthMap> for AuthCfg {
             (Some(b), None) if b.contains(':') => Ok(AuthCfg::Basic(b)),
             (Some(_), None) => Err("auth.basic: expected \"user:password\"".into()),
             (None, Some(t)) => Ok(AuthCfg::Bearer(t)),
-            _ => Err("auth: give exactly one of `basic: \"user:password\"` or `bearer: TOKEN`".into()),
+            _ => Err(
+                "auth: give exactly one of `basic: \"user:password\"` or `bearer: TOKEN`".into(),
+            ),
         }
     }
 }
@@ -441,11 +464,17 @@ impl<'de> Deserialize<'de> for FileCfg {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FileCfg, E> {
                 let path = Str::deserialize(de::value::StrDeserializer::<E>::new(v))?;
-                Ok(FileCfg { path, read_from: None })
+                Ok(FileCfg {
+                    path,
+                    read_from: None,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<FileCfg, A::Error> {
                 let f = FileMap::deserialize(de::value::MapAccessDeserializer::new(m))?;
-                Ok(FileCfg { path: f.path, read_from: f.read_from })
+                Ok(FileCfg {
+                    path: f.path,
+                    read_from: f.read_from,
+                })
             }
         }
         d.deserialize_any(V)
@@ -605,11 +634,16 @@ pub fn search_path() -> Vec<PathBuf> {
 
 /// Read and parse a config file (not yet validated).
 pub fn load_file(path: &Path) -> Result<(RawConfig, String), ConfigError> {
-    let meta = std::fs::metadata(path).map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
     if meta.is_dir() {
-        return Err(ConfigError(format!("{}: is a directory, expected a YAML config file", path.display())));
+        return Err(ConfigError(format!(
+            "{}: is a directory, expected a YAML config file",
+            path.display()
+        )));
     }
-    let src = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
+    let src = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
     let raw = parse_str(&src, &path.display().to_string())?;
     Ok((raw, src))
 }
@@ -631,7 +665,10 @@ fn yaml_error(e: serde_yaml::Error, src: &str, name: &str) -> ConfigError {
     let start = e.location().map_or(0, |l| l.index());
     let at = refine_location(&msg, src, start);
     let (line, col) = line_col(src, at);
-    ConfigError(format!("{name}:{line}:{col}: {}", name_the_entry(msg, src, at)))
+    ConfigError(format!(
+        "{name}:{line}:{col}: {}",
+        name_the_entry(msg, src, at)
+    ))
 }
 
 /// serde_yaml names a rule by its index and an alert table not at all
@@ -644,14 +681,25 @@ fn name_the_entry(msg: String, src: &str, at: usize) -> String {
         let content = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
         let lines: Vec<&str> = src.lines().collect();
         let here = src[..char_floor(src, at)].matches('\n').count();
-        let name = lines.iter().position(|l| l.starts_with("alerts:")).and_then(|a| {
-            let child = indent(lines.get(a + 1..)?.iter().find(|l| content(l))?);
-            lines.get(a + 1..=here.min(lines.len().saturating_sub(1)))?
-                .iter()
-                .rev()
-                .find(|l| content(l) && indent(l) == child)
-                .map(|l| l.trim().split(':').next().unwrap_or("").trim_matches(['"', '\'']).to_string())
-        });
+        let name = lines
+            .iter()
+            .position(|l| l.starts_with("alerts:"))
+            .and_then(|a| {
+                let child = indent(lines.get(a + 1..)?.iter().find(|l| content(l))?);
+                lines
+                    .get(a + 1..=here.min(lines.len().saturating_sub(1)))?
+                    .iter()
+                    .rev()
+                    .find(|l| content(l) && indent(l) == child)
+                    .map(|l| {
+                        l.trim()
+                            .split(':')
+                            .next()
+                            .unwrap_or("")
+                            .trim_matches(['"', '\''])
+                            .to_string()
+                    })
+            });
         if let Some(n) = name.filter(|n| !n.is_empty()) {
             return format!("alerts.{n}:{rest}");
         }
@@ -661,7 +709,11 @@ fn name_the_entry(msg: String, src: &str, at: usize) -> String {
         if let Some((idx, tail)) = rest.split_once(']') {
             let named = idx.parse::<usize>().ok().and_then(|i| {
                 let v: serde_yaml::Value = serde_yaml::from_str(src).ok()?;
-                v.get("rules")?.get(i)?.get("name")?.as_str().map(str::to_string)
+                v.get("rules")?
+                    .get(i)?
+                    .get("name")?
+                    .as_str()
+                    .map(str::to_string)
             });
             if let Some(n) = named {
                 return format!("rules[{idx}] ({n}){tail}");
@@ -677,7 +729,12 @@ fn refine_location(msg: &str, src: &str, start: usize) -> usize {
     let start = char_floor(src, start);
     // A bad regex: regex's message quotes the pattern on its second line.
     if let Some(p) = msg.find("regex parse error:") {
-        if let Some(pat) = msg[p..].lines().nth(1).map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(pat) = msg[p..]
+            .lines()
+            .nth(1)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             if let Some(off) = src[start..].find(pat) {
                 return start + off;
             }
@@ -707,9 +764,16 @@ fn find_key(src: &str, from: usize, key: &str) -> Option<usize> {
     let mut at = from;
     while let Some(p) = src[at..].find(key) {
         let pos = at + p;
-        let before_ok = pos == 0 || matches!(src.as_bytes()[pos - 1], b' ' | b'\n' | b'{' | b',' | b'"' | b'\'');
+        let before_ok = pos == 0
+            || matches!(
+                src.as_bytes()[pos - 1],
+                b' ' | b'\n' | b'{' | b',' | b'"' | b'\''
+            );
         let after = &src[pos + key.len()..];
-        let after_ok = after.trim_start_matches(['"', '\'']).trim_start().starts_with(':');
+        let after_ok = after
+            .trim_start_matches(['"', '\''])
+            .trim_start()
+            .starts_with(':');
         if before_ok && after_ok {
             return Some(pos);
         }
@@ -767,31 +831,73 @@ pub struct Overrides {
 
 /// Validate a parsed config (plus command-line sources and rules) into a `Config`.
 /// `src` and `name` are the file's text and name, for error positions.
-pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov: &Overrides) -> Result<Config, ConfigError> {
+pub fn validate(
+    raw: RawConfig,
+    src: &str,
+    name: &str,
+    path: Option<PathBuf>,
+    ov: &Overrides,
+) -> Result<Config, ConfigError> {
     let err = |section: &str, entry: &str, key: &str, msg: String| {
         let (l, c) = locate(src, section, entry, key);
         ConfigError(format!("{name}:{l}:{c}: {msg}"))
     };
     let not_yet = |section: &str, entry: &str, key: &str, what: &str| {
-        err(section, entry, key, format!("{what} is not supported yet in this version of tinywatcher"))
+        err(
+            section,
+            entry,
+            key,
+            format!("{what} is not supported yet in this version of tinywatcher"),
+        )
     };
 
     let state_file = match &raw.state_file {
-        Some(p) if p.trim().is_empty() => return Err(err("state_file", "", "", "state_file: an empty path".into())),
+        Some(p) if p.trim().is_empty() => {
+            return Err(err(
+                "state_file",
+                "",
+                "",
+                "state_file: an empty path".into(),
+            ))
+        }
         Some(p) if Path::new(&p.0).is_dir() => {
-            return Err(err("state_file", "", "", format!("state_file: {} is a directory; give a file path such as {}/state", p.0, p.0.trim_end_matches('/'))))
+            return Err(err(
+                "state_file",
+                "",
+                "",
+                format!(
+                    "state_file: {} is a directory; give a file path such as {}/state",
+                    p.0,
+                    p.0.trim_end_matches('/')
+                ),
+            ))
         }
         Some(p) => Some(PathBuf::from(&p.0)),
         None => None,
     };
     if !raw.inputs.containers.is_empty() || !ov.containers.is_empty() {
-        return Err(not_yet("containers", "", "", "inputs.containers (container logs)"));
+        return Err(not_yet(
+            "containers",
+            "",
+            "",
+            "inputs.containers (container logs)",
+        ));
     }
     if raw.resources.is_some() {
-        return Err(not_yet("resources", "", "", "resources (CPU/memory/disk checks)"));
+        return Err(not_yet(
+            "resources",
+            "",
+            "",
+            "resources (CPU/memory/disk checks)",
+        ));
     }
     if raw.system_checks.is_some() {
-        return Err(not_yet("system_checks", "", "", "system_checks (health checks)"));
+        return Err(not_yet(
+            "system_checks",
+            "",
+            "",
+            "system_checks (health checks)",
+        ));
     }
     if raw.heartbeat.is_some() {
         return Err(not_yet("heartbeat", "", "", "heartbeat"));
@@ -799,12 +905,24 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
 
     let identity = match raw.identity.and_then(|i| i.name) {
         Some(n) if !n.trim().is_empty() => n.0,
-        Some(_) => return Err(err("identity", "", "name", "identity.name: must not be empty".into())),
+        Some(_) => {
+            return Err(err(
+                "identity",
+                "",
+                "name",
+                "identity.name: must not be empty".into(),
+            ))
+        }
         None => hostname(),
     };
     let max_line_bytes = raw.max_line_bytes.unwrap_or(DEFAULT_MAX_LINE_BYTES);
     if max_line_bytes < 16 {
-        return Err(err("max_line_bytes", "", "", format!("max_line_bytes: {max_line_bytes} is too small (at least 16)")));
+        return Err(err(
+            "max_line_bytes",
+            "",
+            "",
+            format!("max_line_bytes: {max_line_bytes} is too small (at least 16)"),
+        ));
     }
 
     // Alerts.
@@ -814,30 +932,74 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             AlertCfg::Stdout(_) => {}
             AlertCfg::Webhook(w) => {
                 if let Err(e) = check_authority(&w.url) {
-                    return Err(err("alerts", &format!("{aname}:"), "url", format!("alerts.{aname}.url: {e}")));
+                    return Err(err(
+                        "alerts",
+                        &format!("{aname}:"),
+                        "url",
+                        format!("alerts.{aname}.url: {e}"),
+                    ));
                 }
                 if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-                    return Err(err("alerts", &format!("{aname}:"), "url", format!("alerts.{aname}.url: expected an http:// or https:// URL, got {:?}", crate::net::redact_url(&w.url))));
+                    return Err(err(
+                        "alerts",
+                        &format!("{aname}:"),
+                        "url",
+                        format!(
+                            "alerts.{aname}.url: expected an http:// or https:// URL, got {:?}",
+                            crate::net::redact_url(&w.url)
+                        ),
+                    ));
                 }
                 if let Some(m) = &w.method {
                     if !matches!(m.to_ascii_uppercase().as_str(), "POST" | "PUT" | "PATCH") {
-                        return Err(err("alerts", &format!("{aname}:"), "method", format!("alerts.{aname}.method: expected POST, PUT or PATCH, got {:?}", m.0)));
+                        return Err(err(
+                            "alerts",
+                            &format!("{aname}:"),
+                            "method",
+                            format!(
+                                "alerts.{aname}.method: expected POST, PUT or PATCH, got {:?}",
+                                m.0
+                            ),
+                        ));
                     }
                 }
-                for (key, d) in [("timeout", w.timeout), ("connect_timeout", w.connect_timeout)] {
+                for (key, d) in [
+                    ("timeout", w.timeout),
+                    ("connect_timeout", w.connect_timeout),
+                ] {
                     if d.is_some_and(|d| d.0.is_zero()) {
-                        return Err(err("alerts", &format!("{aname}:"), key, format!("alerts.{aname}.{key}: must be longer than zero")));
+                        return Err(err(
+                            "alerts",
+                            &format!("{aname}:"),
+                            key,
+                            format!("alerts.{aname}.{key}: must be longer than zero"),
+                        ));
                     }
                 }
                 if w.max_attempts == Some(0) {
-                    return Err(err("alerts", &format!("{aname}:"), "max_attempts", format!("alerts.{aname}.max_attempts: must be at least 1")));
+                    return Err(err(
+                        "alerts",
+                        &format!("{aname}:"),
+                        "max_attempts",
+                        format!("alerts.{aname}.max_attempts: must be at least 1"),
+                    ));
                 }
                 if w.queue == Some(0) {
-                    return Err(err("alerts", &format!("{aname}:"), "queue", format!("alerts.{aname}.queue: must be at least 1")));
+                    return Err(err(
+                        "alerts",
+                        &format!("{aname}:"),
+                        "queue",
+                        format!("alerts.{aname}.queue: must be at least 1"),
+                    ));
                 }
             }
             other => {
-                return Err(not_yet("alerts", &format!("{aname}:"), "type", &format!("alerts.{aname}: destination type `{}`", other.type_name())));
+                return Err(not_yet(
+                    "alerts",
+                    &format!("{aname}:"),
+                    "type",
+                    &format!("alerts.{aname}: destination type `{}`", other.type_name()),
+                ));
             }
         }
     }
@@ -850,14 +1012,22 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
         }
         for (i, r) in ov.rules.iter().enumerate() {
             check_regex(r).map_err(|e| ConfigError(format!("--rule {r:?}: {e}")))?;
-            let name = if ov.rules.len() == 1 { "rule".to_string() } else { format!("rule{}", i + 1) };
+            let name = if ov.rules.len() == 1 {
+                "rule".to_string()
+            } else {
+                format!("rule{}", i + 1)
+            };
             rules.push(RuleCfg {
                 name: Str(name),
                 pattern: Some(Pattern(r.clone())),
                 text: None,
                 ignore_case: false,
                 exclude: None,
-                alert: OneOrMany(if ov.adhoc_without_alerts { vec![] } else { vec![Str("stdout".into())] }),
+                alert: OneOrMany(if ov.adhoc_without_alerts {
+                    vec![]
+                } else {
+                    vec![Str("stdout".into())]
+                }),
                 cooldown: Some(Dur(Duration::ZERO)),
                 threshold: None,
                 sources: None,
@@ -872,44 +1042,111 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
         let rn = &r.name.0;
         let entry = format!("name: {rn}");
         if rn.trim().is_empty() {
-            return Err(err("rules", "name:", "name", "rules: a rule's `name` must not be empty".into()));
+            return Err(err(
+                "rules",
+                "name:",
+                "name",
+                "rules: a rule's `name` must not be empty".into(),
+            ));
         }
         if !seen.insert(rn.clone()) {
-            return Err(err("rules", &entry, "name", format!("rules: two rules are named `{rn}`; names must be unique")));
+            return Err(err(
+                "rules",
+                &entry,
+                "name",
+                format!("rules: two rules are named `{rn}`; names must be unique"),
+            ));
         }
         match (&r.pattern, &r.text) {
-            (Some(_), Some(_)) => return Err(err("rules", &entry, "text", format!("rules.{rn}: has both `pattern` and `text`; give exactly one"))),
-            (None, None) => return Err(err("rules", &entry, "name", format!("rules.{rn}: has neither `pattern` nor `text`; give exactly one"))),
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "rules",
+                    &entry,
+                    "text",
+                    format!("rules.{rn}: has both `pattern` and `text`; give exactly one"),
+                ))
+            }
+            (None, None) => {
+                return Err(err(
+                    "rules",
+                    &entry,
+                    "name",
+                    format!("rules.{rn}: has neither `pattern` nor `text`; give exactly one"),
+                ))
+            }
             _ => {}
         }
         if r.alert.0.is_empty() && !ov.adhoc_without_alerts {
-            return Err(err("rules", &entry, "alert", format!("rules.{rn}.alert: names no alert")));
+            return Err(err(
+                "rules",
+                &entry,
+                "alert",
+                format!("rules.{rn}.alert: names no alert"),
+            ));
         }
         for a in &r.alert.0 {
             if !alerts.contains_key(&a.0) {
                 let known: Vec<&str> = alerts.keys().map(|s| s.as_str()).collect();
-                return Err(err("rules", &entry, "alert", format!("rules.{rn}.alert: `{}` is not defined under `alerts:` (defined: {})", a.0, if known.is_empty() { "none".into() } else { known.join(", ") })));
+                return Err(err(
+                    "rules",
+                    &entry,
+                    "alert",
+                    format!(
+                        "rules.{rn}.alert: `{}` is not defined under `alerts:` (defined: {})",
+                        a.0,
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
             }
         }
         if r.silence.is_some() {
-            return Err(not_yet("rules", &entry, "silence", &format!("rules.{rn}.silence")));
+            return Err(not_yet(
+                "rules",
+                &entry,
+                "silence",
+                &format!("rules.{rn}.silence"),
+            ));
         }
         if let Some(s) = &r.sources {
             for f in &s.files {
                 if is_glob(f) {
-                    glob::Pattern::new(f).map_err(|e| err("rules", &entry, "files", format!("rules.{rn}.sources.files: bad glob {:?}: {e}", f.0)))?;
+                    glob::Pattern::new(f).map_err(|e| {
+                        err(
+                            "rules",
+                            &entry,
+                            "files",
+                            format!("rules.{rn}.sources.files: bad glob {:?}: {e}", f.0),
+                        )
+                    })?;
                 }
             }
         }
         if let Some(m) = &r.message {
-            crate::rule::check_template(m, r).map_err(|e| err("rules", &entry, "message", format!("rules.{rn}.message: {e}")))?;
+            crate::rule::check_template(m, r).map_err(|e| {
+                err(
+                    "rules",
+                    &entry,
+                    "message",
+                    format!("rules.{rn}.message: {e}"),
+                )
+            })?;
         }
     }
 
     // Files: from the config, plus (or, in ad-hoc mode, instead) --file.
     let mut files = Vec::new();
     let mut stdin = false;
-    for f in raw.inputs.files.iter().map(|f| (f.path.0.clone(), f.read_from)).chain(ov.files.iter().map(|f| (f.clone(), None))) {
+    for f in raw
+        .inputs
+        .files
+        .iter()
+        .map(|f| (f.path.0.clone(), f.read_from))
+        .chain(ov.files.iter().map(|f| (f.clone(), None)))
+    {
         let (p, rf) = f;
         if p == "-" {
             stdin = true;
@@ -919,23 +1156,55 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             return Err(err("files", "", "", "inputs.files: an empty path".into()));
         }
         if is_glob(&p) {
-            glob::Pattern::new(&p).map_err(|e| err("files", &p, "", format!("inputs.files: bad glob {p:?}: {e}")))?;
+            glob::Pattern::new(&p).map_err(|e| {
+                err(
+                    "files",
+                    &p,
+                    "",
+                    format!("inputs.files: bad glob {p:?}: {e}"),
+                )
+            })?;
         } else if Path::new(&p).is_dir() {
-            return Err(err("files", &p, "", format!("inputs.files: {p} is a directory; give a file or a glob such as {p}/*.log")));
+            return Err(err(
+                "files",
+                &p,
+                "",
+                format!(
+                    "inputs.files: {p} is a directory; give a file or a glob such as {p}/*.log"
+                ),
+            ));
         }
-        let spec = FileSpec { path: p, read_from: rf.unwrap_or(ov.default_read_from) };
+        let spec = FileSpec {
+            path: p,
+            read_from: rf.unwrap_or(ov.default_read_from),
+        };
         if !files.contains(&spec) {
             files.push(spec);
         }
     }
 
     let shutdown_timeout = raw.shutdown_timeout.map_or(Duration::from_secs(5), |d| d.0);
-    let stats_interval = raw.stats_interval.map_or(Duration::from_secs(3600), |d| d.0);
+    let stats_interval = raw
+        .stats_interval
+        .map_or(Duration::from_secs(3600), |d| d.0);
     let mut streams = Vec::new();
-    let adhoc_streams = ov.streams.iter().map(|u| adhoc_stream(u)).collect::<Result<Vec<_>, _>>().map_err(ConfigError)?;
+    let adhoc_streams = ov
+        .streams
+        .iter()
+        .map(|u| adhoc_stream(u))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ConfigError)?;
     let nconf = raw.inputs.streams.len();
-    for (i, s) in raw.inputs.streams.iter().chain(adhoc_streams.iter()).enumerate() {
-        let mut spec = stream_spec(s).map_err(|(key, msg)| err("streams", &s.url.0, key, format!("inputs.streams: {msg}")))?;
+    for (i, s) in raw
+        .inputs
+        .streams
+        .iter()
+        .chain(adhoc_streams.iter())
+        .enumerate()
+    {
+        let mut spec = stream_spec(s).map_err(|(key, msg)| {
+            err("streams", &s.url.0, key, format!("inputs.streams: {msg}"))
+        })?;
         // `--stream` has no way to name a stream: two on one host:port get `#2`, `#3`…
         if i >= nconf {
             let base = spec.name.clone();
@@ -946,7 +1215,15 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             }
         }
         if streams.iter().any(|o: &StreamSpec| o.name == spec.name) {
-            return Err(err("streams", &s.url.0, "", format!("inputs.streams: two streams are named `{}`; give each a unique `name`", spec.name)));
+            return Err(err(
+                "streams",
+                &s.url.0,
+                "",
+                format!(
+                    "inputs.streams: two streams are named `{}`; give each a unique `name`",
+                    spec.name
+                ),
+            ));
         }
         streams.push(spec);
     }
@@ -958,13 +1235,23 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
             .parse()
             .map_err(|_| err("listen", &entry, "address", format!("inputs.listen.{}.address: {:?} is not an IP:port address (e.g. \"0.0.0.0:514\")", l.name.0, l.address.0)))?;
         if listen.iter().any(|o: &ListenSpec| o.name == l.name.0) {
-            return Err(err("listen", &entry, "name", format!("inputs.listen: two listeners are named `{}`", l.name.0)));
+            return Err(err(
+                "listen",
+                &entry,
+                "name",
+                format!("inputs.listen: two listeners are named `{}`", l.name.0),
+            ));
         }
         if l.kind == ListenType::Udp && l.max_connections.is_some() {
             return Err(err("listen", &entry, "max_connections", format!("inputs.listen.{}.max_connections: udp has no connections (it is for tcp listeners)", l.name.0)));
         }
         if l.max_connections == Some(0) {
-            return Err(err("listen", &entry, "max_connections", "inputs.listen: max_connections must be at least 1".into()));
+            return Err(err(
+                "listen",
+                &entry,
+                "max_connections",
+                "inputs.listen: max_connections must be at least 1".into(),
+            ));
         }
         listen.push(ListenSpec {
             name: l.name.0.clone(),
@@ -979,19 +1266,49 @@ pub fn validate(raw: RawConfig, src: &str, name: &str, path: Option<PathBuf>, ov
         let Some(src) = &r.sources else { continue };
         let entry = format!("name: {}", r.name.0);
         if !src.containers.is_empty() {
-            return Err(not_yet("rules", &entry, "containers", &format!("rules.{}.sources.containers (container logs)", r.name.0)));
+            return Err(not_yet(
+                "rules",
+                &entry,
+                "containers",
+                &format!("rules.{}.sources.containers (container logs)", r.name.0),
+            ));
         }
         for (names, known, what) in [
-            (&src.streams, streams.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), "streams"),
-            (&src.listeners, listen.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), "listeners"),
+            (
+                &src.streams,
+                streams.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+                "streams",
+            ),
+            (
+                &src.listeners,
+                listen.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+                "listeners",
+            ),
         ] {
             if let Some(n) = names.iter().find(|n| !known.contains(&n.0.as_str())) {
-                let have = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                let have = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
                 return Err(err("rules", &entry, what, format!("rules.{}.sources.{what}: `{}` is not the name of one of the {what} (defined: {have})", r.name.0, n.0)));
             }
         }
     }
-    Ok(Config { path, identity, max_line_bytes, shutdown_timeout, stats_interval, files, stdin, streams, listen, alerts, rules, state_file })
+    Ok(Config {
+        path,
+        identity,
+        max_line_bytes,
+        shutdown_timeout,
+        stats_interval,
+        files,
+        stdin,
+        streams,
+        listen,
+        alerts,
+        rules,
+        state_file,
+    })
 }
 
 /// A network stream input, validated, with its defaults filled in.
@@ -1046,7 +1363,9 @@ pub fn check_authority(url: &str) -> Result<(), String> {
         None => hostport.rsplit_once(':').map(|x| x.1),
     };
     let bad_port = port.is_some_and(|p| p.parse::<u16>().is_err());
-    let stray_at = !authority.contains('@') && rest[authority.len()..].contains('@') && authority.contains(':');
+    let stray_at = !authority.contains('@')
+        && rest[authority.len()..].contains('@')
+        && authority.contains(':');
     if bad_port || stray_at {
         return Err("the URL's host:port does not parse; if its user name or password holds `/`, `?`, `#`, `@` or `:`, percent-encode them (`%2F`, `%3F`, `%23`, `%40`, `%3A`) or use `auth:`".into());
     }
@@ -1056,12 +1375,16 @@ pub fn check_authority(url: &str) -> Result<(), String> {
 /// `--stream URL`: the type comes from the scheme.
 fn adhoc_stream(url: &str) -> Result<StreamCfg, String> {
     let scheme = url.split_once("://").map(|x| x.0.to_ascii_lowercase());
-    let kind = match scheme.as_deref() {
-        Some("ws" | "wss") => StreamType::Websocket,
-        Some("http" | "https") => StreamType::Http,
-        Some("tcp" | "tls") => StreamType::Tcp,
-        _ => return Err(format!("--stream {:?}: expected a ws://, wss://, http://, https://, tcp:// or tls:// URL", crate::net::redact_url(url))),
-    };
+    let kind =
+        match scheme.as_deref() {
+            Some("ws" | "wss") => StreamType::Websocket,
+            Some("http" | "https") => StreamType::Http,
+            Some("tcp" | "tls") => StreamType::Tcp,
+            _ => return Err(format!(
+                "--stream {:?}: expected a ws://, wss://, http://, https://, tcp:// or tls:// URL",
+                crate::net::redact_url(url)
+            )),
+        };
     Ok(StreamCfg {
         name: None,
         kind,
@@ -1089,7 +1412,9 @@ fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
         (StreamType::Websocket, Some("ws" | "wss")) => true,
         (StreamType::Http | StreamType::Sse, Some("http" | "https")) => true,
         (StreamType::Tcp, Some("tcp" | "tls")) => true,
-        (StreamType::Tcp, None) => url.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+        (StreamType::Tcp, None) => url
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
         _ => false,
     };
     if !ok {
@@ -1098,7 +1423,10 @@ fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
             StreamType::Http | StreamType::Sse => "an http:// or https:// URL",
             StreamType::Tcp => "host:port, tcp://host:port or tls://host:port",
         };
-        return Err(("url", format!("url {shown:?}: expected {want} for type {}", s.kind.name())));
+        return Err((
+            "url",
+            format!("url {shown:?}: expected {want} for type {}", s.kind.name()),
+        ));
     }
     if let Some(tls_scheme @ ("wss" | "https" | "tls")) = scheme.as_deref() {
         if !cfg!(feature = "tls") {
@@ -1113,31 +1441,53 @@ fn stream_spec(s: &StreamCfg) -> Result<StreamSpec, (&'static str, String)> {
     }
     check_authority(&url).map_err(|e| ("url", e))?;
     let name = match &s.name {
-        Some(n) if n.trim().is_empty() => return Err(("name", "a stream's `name` must not be empty".into())),
+        Some(n) if n.trim().is_empty() => {
+            return Err(("name", "a stream's `name` must not be empty".into()))
+        }
         Some(n) => n.0.clone(),
         None => hostport.to_string(),
     };
     if s.kind == StreamType::Tcp && (!s.headers.is_empty() || s.auth.is_some()) {
-        return Err(("headers", format!("stream {name}: `headers` and `auth` need an http, sse or websocket stream")));
+        return Err((
+            "headers",
+            format!("stream {name}: `headers` and `auth` need an http, sse or websocket stream"),
+        ));
     }
-    if s.kind != StreamType::Websocket && (s.ping_interval.is_some() || s.max_message_bytes.is_some() || !s.subprotocols.is_empty()) {
+    if s.kind != StreamType::Websocket
+        && (s.ping_interval.is_some()
+            || s.max_message_bytes.is_some()
+            || !s.subprotocols.is_empty())
+    {
         return Err(("ping_interval", format!("stream {name}: ping_interval, max_message_bytes and subprotocols are for websocket streams")));
     }
     if let Some(ca) = &s.tls.ca_file {
         if !Path::new(&ca.0).is_file() {
-            return Err(("ca_file", format!("stream {name}: tls.ca_file {:?} is not a readable file", ca.0)));
+            return Err((
+                "ca_file",
+                format!(
+                    "stream {name}: tls.ca_file {:?} is not a readable file",
+                    ca.0
+                ),
+            ));
         }
     }
     let reconnect_delay = s.reconnect_delay.map_or(Duration::from_secs(5), |d| d.0);
     if reconnect_delay < MIN_RECONNECT_DELAY {
         return Err(("reconnect_delay", format!("stream {name}: reconnect_delay must be at least 100ms (a server that closes at once would be hammered)")));
     }
-    let max_reconnect_delay = s.max_reconnect_delay.map_or(Duration::from_secs(60), |d| d.0).max(reconnect_delay);
+    let max_reconnect_delay = s
+        .max_reconnect_delay
+        .map_or(Duration::from_secs(60), |d| d.0)
+        .max(reconnect_delay);
     Ok(StreamSpec {
         name,
         kind: s.kind,
         url,
-        headers: s.headers.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+        headers: s
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
         reconnect_delay,
         max_reconnect_delay,
         idle_timeout: s.idle_timeout.map_or(Duration::from_secs(120), |d| d.0),
@@ -1206,13 +1556,25 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("18446744073709551615").is_err(), "too long to add to an Instant");
+        assert!(
+            parse_duration("18446744073709551615").is_err(),
+            "too long to add to an Instant"
+        );
     }
 
     #[test]
     fn thresholds() {
-        assert_eq!(parse_threshold("5 in 2m").unwrap(), Threshold { count: 5, window: Duration::from_secs(120) });
-        assert_eq!(parse_threshold("3 in 500ms").unwrap().window, Duration::from_millis(500));
+        assert_eq!(
+            parse_threshold("5 in 2m").unwrap(),
+            Threshold {
+                count: 5,
+                window: Duration::from_secs(120)
+            }
+        );
+        assert_eq!(
+            parse_threshold("3 in 500ms").unwrap().window,
+            Duration::from_millis(500)
+        );
         assert!(parse_threshold("5 per 2m").is_err());
         assert!(parse_threshold("0 in 2m").is_err());
         assert!(parse_threshold("x in 2m").is_err());
@@ -1238,31 +1600,44 @@ mod tests {
 
     #[test]
     fn unknown_key_has_position() {
-        let e = parse("inputs:\n  files: []\nrules:\n  - name: r\n    patern: x\n    alert: c\n").unwrap_err().0;
+        let e = parse("inputs:\n  files: []\nrules:\n  - name: r\n    patern: x\n    alert: c\n")
+            .unwrap_err()
+            .0;
         assert!(e.starts_with("c.yaml:5:5:"), "{e}");
         assert!(e.contains("patern"), "{e}");
     }
 
     #[test]
     fn unknown_key_in_alert_has_position() {
-        let e = parse("alerts:\n  hook:\n    type: webhook\n    url: http://x\n    heders: {}\n").unwrap_err().0;
+        let e = parse("alerts:\n  hook:\n    type: webhook\n    url: http://x\n    heders: {}\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("heders"), "{e}");
         assert!(e.starts_with("c.yaml:5:"), "{e}");
     }
 
     #[test]
     fn errors_name_the_rule_and_the_alert_table() {
-        let e = parse("rules:\n  - name: db_down\n    patern: x\n    alert: c\n").unwrap_err().0;
-        assert!(e.contains("rules[0] (db_down): unknown field `patern`"), "{e}");
+        let e = parse("rules:\n  - name: db_down\n    patern: x\n    alert: c\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("rules[0] (db_down): unknown field `patern`"),
+            "{e}"
+        );
         let e = parse("alerts:\n  console: { type: stdout }\n  hook:\n    type: webhook\n    url: http://x\n    heders: {}\n").unwrap_err().0;
         assert!(e.contains("alerts.hook: unknown field `heders`"), "{e}");
-        let e = parse("alerts:\n  c: { type: stdout, jsn: true }\n").unwrap_err().0;
+        let e = parse("alerts:\n  c: { type: stdout, jsn: true }\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("alerts.c: unknown field `jsn`"), "{e}");
     }
 
     #[test]
     fn misspelt_alert_type() {
-        let e = parse("alerts:\n  hook:\n    type: webhok\n    url: http://x\n").unwrap_err().0;
+        let e = parse("alerts:\n  hook:\n    type: webhok\n    url: http://x\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("webhok"), "{e}");
     }
 
@@ -1284,7 +1659,9 @@ mod tests {
     fn both_pattern_and_text() {
         let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n    text: y\n    alert: c\n").unwrap_err().0;
         assert!(e.contains("both"), "{e}");
-        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    alert: c\n").unwrap_err().0;
+        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    alert: c\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("neither"), "{e}");
     }
 
@@ -1302,15 +1679,24 @@ mod tests {
 
     #[test]
     fn unset_env_var_has_position() {
-        let e = parse("alerts:\n  hook:\n    type: webhook\n    url: \"http://x/${TW_TEST_SURELY_UNSET}\"\n").unwrap_err().0;
+        let e = parse(
+            "alerts:\n  hook:\n    type: webhook\n    url: \"http://x/${TW_TEST_SURELY_UNSET}\"\n",
+        )
+        .unwrap_err()
+        .0;
         assert!(e.starts_with("c.yaml:4:"), "{e}");
         assert!(e.contains("TW_TEST_SURELY_UNSET"), "{e}");
     }
 
     #[test]
     fn missing_alert_key_and_bad_type() {
-        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n").unwrap_err().0;
-        assert!(e.contains("missing field `alert`") && e.starts_with("c.yaml:4:"), "{e}");
+        let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("missing field `alert`") && e.starts_with("c.yaml:4:"),
+            "{e}"
+        );
         let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n    alert: c\n    cooldown: soon\n").unwrap_err().0;
         assert!(e.starts_with("c.yaml:7:"), "{e}");
         let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n    alert: c\n    threshold: lots\n").unwrap_err().0;
@@ -1320,26 +1706,47 @@ mod tests {
     #[test]
     fn directory_as_file_input() {
         let e = parse("inputs:\n  files:\n    - /tmp\n").unwrap_err().0;
-        assert!(e.contains("is a directory") && e.starts_with("c.yaml:3:"), "{e}");
+        assert!(
+            e.contains("is a directory") && e.starts_with("c.yaml:3:"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unencoded_secrets_in_url_userinfo_are_refused_without_echo() {
-        for u in ["http://admin:s3cr?etPass@127.0.0.1:18099/logs", "http://admin:s3cr/etPass@127.0.0.1/logs", "http://h:99999/"] {
-            let e = parse(&format!("inputs:\n  streams:\n    - {{ name: s, type: http, url: {u:?} }}\n")).unwrap_err().0;
+        for u in [
+            "http://admin:s3cr?etPass@127.0.0.1:18099/logs",
+            "http://admin:s3cr/etPass@127.0.0.1/logs",
+            "http://h:99999/",
+        ] {
+            let e = parse(&format!(
+                "inputs:\n  streams:\n    - {{ name: s, type: http, url: {u:?} }}\n"
+            ))
+            .unwrap_err()
+            .0;
             assert!(e.contains("percent-encode") && !e.contains("etPass"), "{e}");
         }
-        for u in ["http://u:p%3Fw@127.0.0.1:80/x?q=a@b", "http://127.0.0.1/x", "http://[::1]:8080/", "http://user@host/p"] {
+        for u in [
+            "http://u:p%3Fw@127.0.0.1:80/x?q=a@b",
+            "http://127.0.0.1/x",
+            "http://[::1]:8080/",
+            "http://user@host/p",
+        ] {
             assert!(check_authority(u).is_ok(), "{u}");
         }
-        let e = parse("alerts:\n  h: { type: webhook, url: \"https://u:p/w@hooks.example/x\" }\n").unwrap_err().0;
+        let e = parse("alerts:\n  h: { type: webhook, url: \"https://u:p/w@hooks.example/x\" }\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("percent-encode") && !e.contains("p/w"), "{e}");
     }
 
     #[test]
     fn sources_must_name_defined_streams_and_listeners() {
         let e = parse("inputs:\n  listen:\n    - { name: syslog, type: udp, address: \"127.0.0.1:5514\" }\nalerts:\n  c: { type: stdout }\nrules:\n  - name: r\n    pattern: x\n    alert: c\n    sources: { listeners: [syslgo] }\n").unwrap_err().0;
-        assert!(e.contains("`syslgo`") && e.contains("defined: syslog") && e.starts_with("c.yaml:10:"), "{e}");
+        assert!(
+            e.contains("`syslgo`") && e.contains("defined: syslog") && e.starts_with("c.yaml:10:"),
+            "{e}"
+        );
         let e = parse("alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c, sources: { containers: [web] } }\n").unwrap_err().0;
         assert!(e.contains("not supported yet"), "{e}");
         let e = parse("inputs:\n  listen:\n    - { name: s, type: udp, address: \"127.0.0.1:5514\", max_connections: 5 }\n").unwrap_err().0;
@@ -1350,36 +1757,61 @@ mod tests {
     fn later_features_refused_clearly() {
         let c = parse("inputs:\n  streams:\n    - { name: k, type: tcp, url: \"127.0.0.1:1\" }\n    - { type: websocket, url: \"ws://k8s:6443/api\" }\n").unwrap();
         assert_eq!(c.streams[1].name, "k8s:6443");
-        let e = parse("inputs:\n  streams:\n    - { name: k, type: websocket, url: \"http://x\" }\n").unwrap_err().0;
+        let e =
+            parse("inputs:\n  streams:\n    - { name: k, type: websocket, url: \"http://x\" }\n")
+                .unwrap_err()
+                .0;
         assert!(e.contains("ws://") && e.starts_with("c.yaml:3:"), "{e}");
         let c = parse("inputs:\n  streams:\n    - { type: http, url: \"http://a/x\", auth: { basic: \"u:p\" } }\n    - { type: sse, url: \"http://b/x\", auth: { bearer: tok } }\n").unwrap();
         assert_eq!(c.streams[0].auth, Some(AuthCfg::Basic(Str("u:p".into()))));
         assert_eq!(c.streams[1].auth, Some(AuthCfg::Bearer(Str("tok".into()))));
         let e = parse("inputs:\n  streams:\n    - { type: http, url: \"http://a/x\", auth: { basic: a, bearer: b } }\n").unwrap_err().0;
         assert!(e.contains("exactly one"), "{e}");
-        let e = parse("inputs:\n  listen:\n    - { name: s, type: udp, address: \"nowhere\" }\n").unwrap_err().0;
+        let e = parse("inputs:\n  listen:\n    - { name: s, type: udp, address: \"nowhere\" }\n")
+            .unwrap_err()
+            .0;
         assert!(e.contains("IP:port"), "{e}");
-        let e = parse("alerts:\n  s:\n    type: slack\n    url: http://x\n").unwrap_err().0;
-        assert!(e.contains("not supported yet") && e.starts_with("c.yaml:3:"), "{e}");
+        let e = parse("alerts:\n  s:\n    type: slack\n    url: http://x\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("not supported yet") && e.starts_with("c.yaml:3:"),
+            "{e}"
+        );
     }
 
     /// Without the `tls` feature a TLS URL is a config error at load time
     /// (file:line:col), not a failure of every connection at run time.
     #[test]
     fn tls_stream_urls_need_the_tls_feature() {
-        for (kind, url) in [("websocket", "wss://k8s:6443/api?token=s3cr3t99"), ("http", "https://a/x"), ("sse", "HTTPS://a/x"), ("tcp", "tls://logs:6514")] {
-            let src = format!("inputs:\n  streams:\n    - {{ name: k, type: {kind}, url: \"{url}\" }}\n");
+        for (kind, url) in [
+            ("websocket", "wss://k8s:6443/api?token=s3cr3t99"),
+            ("http", "https://a/x"),
+            ("sse", "HTTPS://a/x"),
+            ("tcp", "tls://logs:6514"),
+        ] {
+            let src =
+                format!("inputs:\n  streams:\n    - {{ name: k, type: {kind}, url: \"{url}\" }}\n");
             let res = parse(&src);
             if cfg!(feature = "tls") {
                 assert_eq!(res.unwrap().streams[0].url, url);
             } else {
                 let e = res.unwrap_err().0;
                 assert!(e.starts_with("c.yaml:3:"), "{e}");
-                assert!(e.contains("needs TLS, and this tinywatcher was built without the `tls` feature"), "{e}");
+                assert!(
+                    e.contains(
+                        "needs TLS, and this tinywatcher was built without the `tls` feature"
+                    ),
+                    "{e}"
+                );
                 assert!(!e.contains("s3cr3t99"), "{e}");
             }
         }
-        let ov = Overrides { streams: vec!["wss://k8s:6443/x".into()], rules: vec!["E".into()], ..Default::default() };
+        let ov = Overrides {
+            streams: vec!["wss://k8s:6443/x".into()],
+            rules: vec!["E".into()],
+            ..Default::default()
+        };
         let res = validate(RawConfig::default(), "", "command line", None, &ov);
         if cfg!(feature = "tls") {
             assert!(res.is_ok());

@@ -22,7 +22,10 @@ pub enum Event {
     End { source: Source },
     /// How far a source has got (`--state`): sent right after the batches it
     /// covers, so that a saved position never runs ahead of what was matched.
-    Mark { source: Source, mark: crate::state::Mark },
+    Mark {
+        source: Source,
+        mark: crate::state::Mark,
+    },
 }
 
 /// One alert, shared by every destination of a rule.
@@ -60,7 +63,11 @@ struct StopInner {
 impl Default for Stop {
     fn default() -> Stop {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        Stop(Arc::new(StopInner { flag: AtomicBool::new(false), tx, rx }))
+        Stop(Arc::new(StopInner {
+            flag: AtomicBool::new(false),
+            tx,
+            rx,
+        }))
     }
 }
 

@@ -128,7 +128,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
             Short('V') | Long("version") => return Ok(Parsed::Version),
             Short('v') | Long("verbose") => verbose = verbose.saturating_add(1),
             Short('q') | Long("quiet") => quiet = true,
-            Short('c') | Long("config") => a.config = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Short('c') | Long("config") => {
+                a.config = Some(p.value().map_err(|e| e.to_string())?.into())
+            }
             Short('f') | Long("file") => a.files.push(string(&mut p, "--file")?),
             Long("container") => a.containers.push(string(&mut p, "--container")?),
             Long("stream") => a.streams.push(string(&mut p, "--stream")?),
@@ -145,7 +147,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
             Long("json") => a.json = true,
             Short('n') | Long("lines") => {
                 let v = string(&mut p, "-n")?;
-                a.lines = v.parse().map_err(|_| format!("-n: {v:?} is not a number of lines"))?;
+                a.lines = v
+                    .parse()
+                    .map_err(|_| format!("-n: {v:?} is not a number of lines"))?;
                 a.lines_given = true;
             }
             Long("send") => a.send = true,
@@ -154,7 +158,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
                     "auto" => Color::Auto,
                     "always" => Color::Always,
                     "never" => Color::Never,
-                    v => return Err(format!("--color: expected auto, always or never, got {v:?}")),
+                    v => {
+                        return Err(format!(
+                            "--color: expected auto, always or never, got {v:?}"
+                        ))
+                    }
                 }
             }
             Value(v) if command.is_none() => {
@@ -162,14 +170,19 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
                     Some("watch") => Command::Watch,
                     Some("check") => Command::Check,
                     Some("test") => Command::Test,
-                    _ => return Err(format!("unknown command {v:?} (expected watch, check or test; see --help)")),
+                    _ => {
+                        return Err(format!(
+                            "unknown command {v:?} (expected watch, check or test; see --help)"
+                        ))
+                    }
                 })
             }
             Value(v) => return Err(format!("unexpected argument {v:?} (see --help)")),
             _ => return Err(format!("{} (see --help)", arg.unexpected())),
         }
     }
-    a.command = command.ok_or_else(|| "missing command: watch, check or test (see --help)".to_string())?;
+    a.command =
+        command.ok_or_else(|| "missing command: watch, check or test (see --help)".to_string())?;
     a.verbose = verbose;
     a.quiet = quiet;
     check_combinations(&a)?;
@@ -178,7 +191,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String
 
 fn string(p: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
     let v = p.value().map_err(|e| e.to_string())?;
-    v.into_string().map_err(|v| format!("{flag}: {v:?} is not valid UTF-8"))
+    v.into_string()
+        .map_err(|v| format!("{flag}: {v:?} is not valid UTF-8"))
 }
 
 /// Flags that only make sense with some commands.
@@ -234,7 +248,16 @@ mod tests {
 
     #[test]
     fn watch_with_adhoc_sources() {
-        let a = args(&["watch", "--file", "app.log", "-f", "-", "--rule", "ERROR|FATAL", "--json"]);
+        let a = args(&[
+            "watch",
+            "--file",
+            "app.log",
+            "-f",
+            "-",
+            "--rule",
+            "ERROR|FATAL",
+            "--json",
+        ]);
         assert_eq!(a.command, Command::Watch);
         assert_eq!(a.files, vec!["app.log", "-"]);
         assert_eq!(a.rules, vec!["ERROR|FATAL"]);
@@ -251,25 +274,43 @@ mod tests {
 
     #[test]
     fn until_match_and_timeout() {
-        let a = args(&["watch", "--until-match", "--timeout", "500ms", "--file", "x"]);
+        let a = args(&[
+            "watch",
+            "--until-match",
+            "--timeout",
+            "500ms",
+            "--file",
+            "x",
+        ]);
         assert!(a.until_match);
         assert_eq!(a.timeout, Some(Duration::from_millis(500)));
-        assert!(p(&["watch", "--until-match", "--timeout", "soon"]).unwrap_err().contains("--timeout"));
-        assert!(p(&["watch", "--timeout", "5s"]).unwrap_err().contains("--until-match"));
-        assert!(p(&["watch", "--until-match", "--timeout", "0s"]).unwrap_err().contains("zero"));
+        assert!(p(&["watch", "--until-match", "--timeout", "soon"])
+            .unwrap_err()
+            .contains("--timeout"));
+        assert!(p(&["watch", "--timeout", "5s"])
+            .unwrap_err()
+            .contains("--until-match"));
+        assert!(p(&["watch", "--until-match", "--timeout", "0s"])
+            .unwrap_err()
+            .contains("zero"));
         assert!(p(&["test", "--rule", "x"]).unwrap_err().contains("`check`"));
     }
 
     #[test]
     fn check_and_test() {
         let a = args(&["check", "-n", "20", "--color", "never"]);
-        assert_eq!((a.command, a.lines, a.color), (Command::Check, 20, Color::Never));
+        assert_eq!(
+            (a.command, a.lines, a.color),
+            (Command::Check, 20, Color::Never)
+        );
         assert!(args(&["test", "--send"]).send);
         assert!(p(&["check", "--once"]).unwrap_err().contains("watch"));
         assert!(p(&["watch", "--send"]).is_err());
         assert!(p(&["check", "-n", "many"]).is_err());
         assert!(p(&["watch", "-n", "5"]).unwrap_err().contains("check"));
-        assert!(p(&["watch", "--color", "always"]).unwrap_err().contains("check"));
+        assert!(p(&["watch", "--color", "always"])
+            .unwrap_err()
+            .contains("check"));
     }
 
     #[test]

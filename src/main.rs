@@ -46,7 +46,9 @@ fn main() -> ExitCode {
     };
     let args = match parsed {
         Parsed::Help => return print_stdout(flags::USAGE),
-        Parsed::Version => return print_stdout(&format!("tinywatcher {}\n", env!("CARGO_PKG_VERSION"))),
+        Parsed::Version => {
+            return print_stdout(&format!("tinywatcher {}\n", env!("CARGO_PKG_VERSION")))
+        }
         Parsed::Run(a) => a,
     };
     init_logging(&args);
@@ -72,22 +74,28 @@ fn init_logging(a: &Args) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(format!("tinywatcher={level}")))
-        .format_target(false)
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(format!("tinywatcher={level}")),
+    )
+    .format_target(false)
+    .init();
 }
 
 /// Load the config named by `--config`, found on the search path, or (with
 /// ad-hoc sources and rules) none at all; then merge the command line into it.
 fn load_config(a: &Args) -> Result<Config, Fatal> {
-    let adhoc = !a.rules.is_empty() && (!a.files.is_empty() || !a.containers.is_empty() || !a.streams.is_empty());
+    let adhoc = !a.rules.is_empty()
+        && (!a.files.is_empty() || !a.containers.is_empty() || !a.streams.is_empty());
     let path: Option<PathBuf> = match &a.config {
         Some(p) => Some(p.clone()),
         None if adhoc => None,
         None => match config::search_path().into_iter().find(|p| p.is_file()) {
             Some(p) => Some(p),
             None => {
-                let looked: Vec<String> = config::search_path().iter().map(|p| p.display().to_string()).collect();
+                let looked: Vec<String> = config::search_path()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
                 return Err(Fatal(format!(
                     "no config file found (looked for {}); give --config FILE, or sources and rules: tinywatcher watch --file app.log --rule 'ERROR|FATAL'",
                     looked.join(", ")
@@ -100,14 +108,22 @@ fn load_config(a: &Args) -> Result<Config, Fatal> {
             let (raw, src) = config::load_file(p)?;
             (raw, src, p.display().to_string())
         }
-        None => (Default::default(), String::new(), "command line".to_string()),
+        None => (
+            Default::default(),
+            String::new(),
+            "command line".to_string(),
+        ),
     };
     let ov = Overrides {
         files: a.files.clone(),
         containers: a.containers.clone(),
         streams: a.streams.clone(),
         rules: a.rules.clone(),
-        default_read_from: if a.until_match || a.once { config::ReadFrom::Beginning } else { config::ReadFrom::End },
+        default_read_from: if a.until_match || a.once {
+            config::ReadFrom::Beginning
+        } else {
+            config::ReadFrom::End
+        },
         adhoc_without_alerts: a.until_match || a.command == Command::Check,
     };
     let mut cfg = config::validate(raw, &src, &name, path, &ov)?;
@@ -124,13 +140,19 @@ fn run(a: &Args) -> Result<u8, Fatal> {
         Command::Test => test_config(&cfg, a),
         Command::Check => {
             if cfg.rules.is_empty() {
-                return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
+                return Err(Fatal(
+                    "no rules: add `rules:` to the config or give --rule REGEX".into(),
+                ));
             }
             if !cfg.streams.is_empty() || !cfg.listen.is_empty() {
                 if cfg.files.is_empty() && !cfg.stdin {
                     return Err(Fatal("check reads the last lines of files (or of --file -); streams and listeners have none: use `watch --until-match --timeout DUR` on them".into()));
                 }
-                log::warn!("check reads files only: skipping {} stream(s) and {} listener(s)", cfg.streams.len(), cfg.listen.len());
+                log::warn!(
+                    "check reads files only: skipping {} stream(s) and {} listener(s)",
+                    cfg.streams.len(),
+                    cfg.listen.len()
+                );
             }
             let rules = rule::RuleSet::compile(&cfg.rules, &|_| Some(0)).map_err(Fatal)?;
             check::run(&cfg, &rules, a.lines, check::use_color(a.color)).map_err(Fatal)
@@ -144,7 +166,10 @@ fn run(a: &Args) -> Result<u8, Fatal> {
 fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
     runnable(cfg)?;
     let mut out = String::new();
-    let src = cfg.path.as_ref().map_or("command line".into(), |p| p.display().to_string());
+    let src = cfg
+        .path
+        .as_ref()
+        .map_or("command line".into(), |p| p.display().to_string());
     out.push_str(&format!("config {src}: OK\nidentity: {}\n", cfg.identity));
     out.push_str(&format!(
         "inputs: {} file(s){}, {} stream(s), {} listener(s)\n",
@@ -154,13 +179,31 @@ fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
         cfg.listen.len()
     ));
     for f in &cfg.files {
-        out.push_str(&format!("  file {} (read_from: {})\n", f.path, if f.read_from == config::ReadFrom::Beginning { "beginning" } else { "end" }));
+        out.push_str(&format!(
+            "  file {} (read_from: {})\n",
+            f.path,
+            if f.read_from == config::ReadFrom::Beginning {
+                "beginning"
+            } else {
+                "end"
+            }
+        ));
     }
     for st in &cfg.streams {
-        out.push_str(&format!("  stream {}: {} {}\n", st.name, st.kind.name(), net::redact_url(&st.url)));
+        out.push_str(&format!(
+            "  stream {}: {} {}\n",
+            st.name,
+            st.kind.name(),
+            net::redact_url(&st.url)
+        ));
     }
     for l in &cfg.listen {
-        out.push_str(&format!("  listen {}: {} on {}\n", l.name, l.kind.name(), l.address));
+        out.push_str(&format!(
+            "  listen {}: {} on {}\n",
+            l.name,
+            l.kind.name(),
+            l.address
+        ));
     }
     if let Some(p) = &cfg.state_file {
         out.push_str(&format!("state file: {}\n", p.display()));
@@ -173,7 +216,12 @@ fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
             _ => String::new(),
         };
         let alerts: Vec<&str> = r.alert.0.iter().map(|s| s.0.as_str()).collect();
-        out.push_str(&format!("  {}: {} -> {}\n", r.name.0, what, alerts.join(", ")));
+        out.push_str(&format!(
+            "  {}: {} -> {}\n",
+            r.name.0,
+            what,
+            alerts.join(", ")
+        ));
     }
     out.push_str(&format!("alerts: {}\n", cfg.alerts.len()));
     for (n, d) in &cfg.alerts {
@@ -203,10 +251,14 @@ fn test_config(cfg: &Config, a: &Args) -> Result<u8, Fatal> {
 /// What `watch` needs to run at all (`test` says the same).
 fn runnable(cfg: &Config) -> Result<(), Fatal> {
     if cfg.rules.is_empty() {
-        return Err(Fatal("no rules: add `rules:` to the config or give --rule REGEX".into()));
+        return Err(Fatal(
+            "no rules: add `rules:` to the config or give --rule REGEX".into(),
+        ));
     }
     if cfg.files.is_empty() && !cfg.stdin && cfg.streams.is_empty() && cfg.listen.is_empty() {
-        return Err(Fatal("no inputs: add `inputs:` to the config or give --file PATH or --stream URL".into()));
+        return Err(Fatal(
+            "no inputs: add `inputs:` to the config or give --file PATH or --stream URL".into(),
+        ));
     }
     Ok(())
 }
@@ -220,7 +272,11 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
             ));
         }
         if !cfg.streams.is_empty() || !cfg.listen.is_empty() {
-            log::warn!("--once reads files only: not starting {} stream(s) and {} listener(s)", cfg.streams.len(), cfg.listen.len());
+            log::warn!(
+                "--once reads files only: not starting {} stream(s) and {} listener(s)",
+                cfg.streams.len(),
+                cfg.listen.len()
+            );
             cfg.streams.clear();
             cfg.listen.clear();
         }
@@ -235,7 +291,8 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     let stop = Stop::new();
     spawn_signal_thread(stop.clone())?;
 
-    let senders = alert::Senders::start(&cfg.alerts, a.json, a.until_match, &stop).map_err(Fatal)?;
+    let senders =
+        alert::Senders::start(&cfg.alerts, a.json, a.until_match, &stop).map_err(Fatal)?;
     let rules = rule::RuleSet::compile(&cfg.rules, &|n| senders.index_of(n)).map_err(Fatal)?;
     // Batches are up to ~128 KiB: 16 in flight bound the memory a burst costs.
     let (tx, rx) = crossbeam_channel::bounded(16);
@@ -244,9 +301,23 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
         (false, true) => input::Mode::UntilMatch,
         _ => input::Mode::Watch,
     };
-    let handles = input::start(cfg, tx, stop.clone(), mode, store.as_ref().map(|s| (s.path(), &s.state)));
+    let handles = input::start(
+        cfg,
+        tx,
+        stop.clone(),
+        mode,
+        store.as_ref().map(|s| (s.path(), &s.state)),
+    );
     let inputs = handles.len();
-    let nets = if a.once { String::new() } else { format!(", {} stream(s), {} listener(s)", cfg.streams.len(), cfg.listen.len()) };
+    let nets = if a.once {
+        String::new()
+    } else {
+        format!(
+            ", {} stream(s), {} listener(s)",
+            cfg.streams.len(),
+            cfg.listen.len()
+        )
+    };
     log::info!(
         "{} {} file input(s){}{} with {} rule(s), {} destination(s)",
         if a.once { "reading" } else { "watching" },
@@ -295,7 +366,11 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
     }
     match (outcome, first) {
         (Outcome::Matched, Some(alert)) => {
-            let text = if a.json { alert::match_json(&alert) } else { alert.line.clone() };
+            let text = if a.json {
+                alert::match_json(&alert)
+            } else {
+                alert.line.clone()
+            };
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{text}").and_then(|_| out.flush());
             Ok(0)
@@ -314,7 +389,8 @@ fn watch(mut cfg: Config, a: &Args) -> Result<u8, Fatal> {
 /// SIGINT/SIGTERM: the first stops the run in order, a second exits at once.
 fn spawn_signal_thread(stop: Stop) -> Result<(), Fatal> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Fatal(format!("cannot install signal handlers: {e}")))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Fatal(format!("cannot install signal handlers: {e}")))?;
     std::thread::Builder::new()
         .name("signals".into())
         .stack_size(64 * 1024)

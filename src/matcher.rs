@@ -51,12 +51,28 @@ pub struct Matcher<'a> {
 impl<'a> Matcher<'a> {
     pub fn new(rules: RuleSet, identity: &str, senders: &'a Senders) -> Matcher<'a> {
         let state = rules.rules.iter().map(|_| RuleState::default()).collect();
-        Matcher { rules, state, identity: Arc::from(identity), senders, until_match: false, first: None, store: None }
+        Matcher {
+            rules,
+            state,
+            identity: Arc::from(identity),
+            senders,
+            until_match: false,
+            first: None,
+            store: None,
+        }
     }
 
     /// Match a batch of whole lines from one source.
     pub fn handle_lines(&mut self, source: &Source, text: &str) {
-        let Matcher { rules, state, identity, senders, first, until_match, .. } = self;
+        let Matcher {
+            rules,
+            state,
+            identity,
+            senders,
+            first,
+            until_match,
+            ..
+        } = self;
         rules.scan(text, |line, hits| {
             for idx in hits {
                 if *until_match && first.is_some() {
@@ -77,7 +93,11 @@ impl<'a> Matcher<'a> {
                 let now = Instant::now();
                 let st = &mut state[idx];
                 if let Some(t) = rule.threshold {
-                    while st.window.front().is_some_and(|&f| now.duration_since(f) > t.window) {
+                    while st
+                        .window
+                        .front()
+                        .is_some_and(|&f| now.duration_since(f) > t.window)
+                    {
                         st.window.pop_front();
                     }
                     st.window.push_back(now);
@@ -96,7 +116,13 @@ impl<'a> Matcher<'a> {
                 st.last_fired = Some(now);
                 let suppressed = std::mem::take(&mut st.suppressed);
                 let captures = rule.captures(line);
-                let message = rule.message(&Ctx { identity, source, line, suppressed, captures: &captures });
+                let message = rule.message(&Ctx {
+                    identity,
+                    source,
+                    line,
+                    suppressed,
+                    captures: &captures,
+                });
                 let alert = Arc::new(Alert {
                     identity: identity.clone(),
                     rule: rule.name.clone(),
@@ -121,10 +147,25 @@ impl<'a> Matcher<'a> {
 
     /// Run until stopped, until every one of `inputs` inputs ended, or (with
     /// `until_match`) until the first alert or `deadline`.
-    pub fn run(&mut self, rx: &Receiver<Event>, stop: &Receiver<()>, inputs: usize, stats_every: Duration, deadline: Option<Instant>) -> Outcome {
+    pub fn run(
+        &mut self,
+        rx: &Receiver<Event>,
+        stop: &Receiver<()>,
+        inputs: usize,
+        stats_every: Duration,
+        deadline: Option<Instant>,
+    ) -> Outcome {
         let mut ended = 0;
-        let stats_tick = if stats_every.is_zero() { crossbeam_channel::never() } else { tick(stats_every) };
-        let save_tick = if self.store.is_some() { tick(Duration::from_secs(1)) } else { crossbeam_channel::never() };
+        let stats_tick = if stats_every.is_zero() {
+            crossbeam_channel::never()
+        } else {
+            tick(stats_every)
+        };
+        let save_tick = if self.store.is_some() {
+            tick(Duration::from_secs(1))
+        } else {
+            crossbeam_channel::never()
+        };
         let timeout = match deadline {
             Some(d) => crossbeam_channel::at(d),
             None => crossbeam_channel::never(),

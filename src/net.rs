@@ -19,8 +19,13 @@ pub const USER_AGENT: &str = concat!("tinywatcher/", env!("CARGO_PKG_VERSION"));
 /// non-2xx statuses are returned as responses, not errors.
 pub fn agent(connect: Duration, overall: Duration) -> ureq::Agent {
     static AGENTS: OnceLock<Mutex<HashMap<(Duration, Duration), ureq::Agent>>> = OnceLock::new();
-    let mut map = AGENTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    map.entry((connect, overall)).or_insert_with(|| build_agent(connect, overall)).clone()
+    let mut map = AGENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry((connect, overall))
+        .or_insert_with(|| build_agent(connect, overall))
+        .clone()
 }
 
 fn build_agent(connect: Duration, overall: Duration) -> ureq::Agent {
@@ -43,9 +48,14 @@ fn build_agent(connect: Duration, overall: Duration) -> ureq::Agent {
 
 /// `Some(error)` when `url` needs TLS and this binary was built without it.
 pub fn tls_unavailable(url: &str) -> Option<String> {
-    let https = url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let https = url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
     if https && !cfg!(feature = "tls") {
-        Some(format!("{}: https:// needs TLS, and this tinywatcher was built without the `tls` feature", redact_url(url)))
+        Some(format!(
+            "{}: https:// needs TLS, and this tinywatcher was built without the `tls` feature",
+            redact_url(url)
+        ))
     } else {
         None
     }
@@ -94,7 +104,11 @@ pub fn scrub(text: &str, url: &str, secrets: &[&str]) -> String {
         parts.push(query);
         parts.extend(path.split('/'));
         parts.extend(query.split('&'));
-        parts.extend(query.split('&').filter_map(|kv| kv.split_once('=').map(|(_, v)| v)));
+        parts.extend(
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('=').map(|(_, v)| v)),
+        );
     }
     parts.extend(secrets.iter().copied());
     // Longest first, so a secret's pieces do not break up the whole.
@@ -136,15 +150,26 @@ pub fn tls_connect_until(
     tls: &crate::config::TlsCfg,
     limit: Option<(std::time::Instant, &crate::event::Stop)>,
 ) -> Result<native_tls::TlsStream<std::net::TcpStream>, String> {
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let mut b = native_tls::TlsConnector::builder();
     if let Some(ca) = &tls.ca_file {
-        let pem = std::fs::read(&ca.0).map_err(|e| format!("TLS to {host}: cannot read tls.ca_file {:?}: {e}", ca.0))?;
+        let pem = std::fs::read(&ca.0)
+            .map_err(|e| format!("TLS to {host}: cannot read tls.ca_file {:?}: {e}", ca.0))?;
         // A PEM file may hold several certificates (a chain or a bundle).
-        let certs = native_tls::Certificate::stack_from_pem(&pem)
-            .map_err(|e| format!("TLS to {host}: tls.ca_file {:?} is not a PEM certificate: {e}", ca.0))?;
+        let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| {
+            format!(
+                "TLS to {host}: tls.ca_file {:?} is not a PEM certificate: {e}",
+                ca.0
+            )
+        })?;
         if certs.is_empty() {
-            return Err(format!("TLS to {host}: tls.ca_file {:?} holds no PEM certificate", ca.0));
+            return Err(format!(
+                "TLS to {host}: tls.ca_file {:?} holds no PEM certificate",
+                ca.0
+            ));
         }
         for c in certs {
             b.add_root_certificate(c);
@@ -152,17 +177,26 @@ pub fn tls_connect_until(
     }
     if tls.insecure {
         warn_insecure_once(host);
-        b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        b.danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true);
     }
-    let connector = b.build().map_err(|e| format!("TLS to {host}: cannot set up TLS: {e}"))?;
+    let connector = b
+        .build()
+        .map_err(|e| format!("TLS to {host}: cannot set up TLS: {e}"))?;
     let mut res = connector.connect(host, stream);
     loop {
         match res {
             Ok(s) => return Ok(s),
-            Err(native_tls::HandshakeError::Failure(e)) => return Err(tls_error_message(host, &e.to_string())),
+            Err(native_tls::HandshakeError::Failure(e)) => {
+                return Err(tls_error_message(host, &e.to_string()))
+            }
             Err(native_tls::HandshakeError::WouldBlock(mid)) => match limit {
-                Some((_, stop)) if stop.is_stopped() => return Err(format!("TLS handshake with {host}: stopped")),
-                Some((deadline, _)) if std::time::Instant::now() < deadline => res = mid.handshake(),
+                Some((_, stop)) if stop.is_stopped() => {
+                    return Err(format!("TLS handshake with {host}: stopped"))
+                }
+                Some((deadline, _)) if std::time::Instant::now() < deadline => {
+                    res = mid.handshake()
+                }
                 _ => return Err(format!("TLS handshake with {host} timed out")),
             },
         }
@@ -174,7 +208,15 @@ pub fn tls_connect_until(
 #[cfg(feature = "tls")]
 fn tls_error_message(host: &str, err: &str) -> String {
     let e = err.to_ascii_lowercase();
-    let cert = ["certificate verify failed", "verify", "certificate", "trust", "hostname mismatch", "self signed", "self-signed"];
+    let cert = [
+        "certificate verify failed",
+        "verify",
+        "certificate",
+        "trust",
+        "hostname mismatch",
+        "self signed",
+        "self-signed",
+    ];
     if cert.iter().any(|w| e.contains(w)) {
         format!("TLS certificate of {host} did not verify: {err} (trust its CA with tls.ca_file, or set tls.insecure: true)")
     } else {
@@ -186,7 +228,10 @@ fn tls_error_message(host: &str, err: &str) -> String {
 #[cfg(feature = "tls")]
 fn warn_insecure_once(host: &str) {
     static WARNED: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
-    let mut set = WARNED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut set = WARNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if set.insert(host.to_string()) {
         log::warn!("TLS to {host}: tls.insecure is set, the server's certificate is NOT verified");
     }
@@ -198,13 +243,25 @@ mod tests {
 
     #[test]
     fn redact_hides_path_query_and_userinfo() {
-        assert_eq!(redact_url("https://hooks.slack.com/services/T000/B000/XXXX"), "https://hooks.slack.com/***");
-        assert_eq!(redact_url("http://user:pw@example.com:8080/x?token=abc"), "http://example.com:8080/***");
-        assert_eq!(redact_url("http://example.com?token=abc"), "http://example.com/***");
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T000/B000/XXXX"),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(
+            redact_url("http://user:pw@example.com:8080/x?token=abc"),
+            "http://example.com:8080/***"
+        );
+        assert_eq!(
+            redact_url("http://example.com?token=abc"),
+            "http://example.com/***"
+        );
         assert_eq!(redact_url("http://example.com"), "http://example.com");
         assert_eq!(redact_url("not a url"), "***");
         // A password with an unencoded `?`: nothing of it shows.
-        assert_eq!(redact_url("http://admin:s3cr?etPass@127.0.0.1:18099/logs"), "http://127.0.0.1:18099/***");
+        assert_eq!(
+            redact_url("http://admin:s3cr?etPass@127.0.0.1:18099/logs"),
+            "http://127.0.0.1:18099/***"
+        );
     }
 
     #[test]
@@ -220,7 +277,11 @@ mod tests {
 
     #[test]
     fn scrub_removes_header_values_and_keeps_ordinary_words() {
-        let s = scrub("io: Connection refused; header Bearer xyzzy-123456 rejected", "http://h/api/v1", &["Bearer xyzzy-123456"]);
+        let s = scrub(
+            "io: Connection refused; header Bearer xyzzy-123456 rejected",
+            "http://h/api/v1",
+            &["Bearer xyzzy-123456"],
+        );
         assert_eq!(s, "io: Connection refused; header *** rejected");
         // short, common path segments do not eat the message
         let s = scrub("timeout: global, sending to /api", "http://h/api", &[]);
@@ -231,7 +292,10 @@ mod tests {
     #[test]
     fn tls_errors_name_the_host_and_the_cause() {
         let e = tls_error_message("k8s.local", "error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed");
-        assert!(e.starts_with("TLS certificate of k8s.local did not verify: "), "{e}");
+        assert!(
+            e.starts_with("TLS certificate of k8s.local did not verify: "),
+            "{e}"
+        );
         let e = tls_error_message("k8s.local", "unexpected EOF");
         assert_eq!(e, "TLS handshake with k8s.local failed: unexpected EOF");
     }

@@ -45,7 +45,9 @@ fn parse_template(s: &str) -> Result<Vec<Part>, String> {
                 lit.push('}');
             }
             '{' => {
-                let close = s[i..].find('}').ok_or_else(|| format!("unclosed `{{` at byte {i} (write `{{{{` for a literal brace)"))? + i;
+                let close = s[i..].find('}').ok_or_else(|| {
+                    format!("unclosed `{{` at byte {i} (write `{{{{` for a literal brace)")
+                })? + i;
                 let name = s[i + 1..close].trim();
                 if !lit.is_empty() {
                     parts.push(Part::Lit(std::mem::take(&mut lit)));
@@ -63,7 +65,11 @@ fn parse_template(s: &str) -> Result<Vec<Part>, String> {
                     chars.next();
                 }
             }
-            '}' => return Err(format!("stray `}}` at byte {i} (write `}}}}` for a literal brace)")),
+            '}' => {
+                return Err(format!(
+                    "stray `}}` at byte {i} (write `}}}}` for a literal brace)"
+                ))
+            }
             c => lit.push(c),
         }
     }
@@ -197,7 +203,10 @@ impl Rule {
         if let Some(c) = self.regex.captures(line) {
             for (i, name) in self.regex.capture_names().enumerate().skip(1) {
                 if let Some(m) = c.get(i) {
-                    out.insert(name.map_or_else(|| i.to_string(), |n| n.to_string()), m.as_str().to_string());
+                    out.insert(
+                        name.map_or_else(|| i.to_string(), |n| n.to_string()),
+                        m.as_str().to_string(),
+                    );
                 }
             }
         }
@@ -206,7 +215,9 @@ impl Rule {
 
     /// The alert message: the template rendered, or the line itself.
     pub fn message(&self, cx: &Ctx) -> String {
-        let Some(t) = &self.template else { return cx.line.to_string() };
+        let Some(t) = &self.template else {
+            return cx.line.to_string();
+        };
         let mut s = String::new();
         for p in &t.0 {
             match p {
@@ -245,28 +256,38 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Compile validated rules. `alert_index` maps a destination name to its index.
-    pub fn compile(cfgs: &[RuleCfg], alert_index: &dyn Fn(&str) -> Option<usize>) -> Result<RuleSet, String> {
+    pub fn compile(
+        cfgs: &[RuleCfg],
+        alert_index: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<RuleSet, String> {
         let mut rules = Vec::new();
         let mut srcs = Vec::new();
         for r in cfgs {
             let src = rule_regex_src(r);
             let regex = Regex::new(&src).map_err(|e| format!("rule {}: {e}", r.name.0))?;
             let exclude = match &r.exclude {
-                Some(p) => Some(Regex::new(&p.0).map_err(|e| format!("rule {}: exclude: {e}", r.name.0))?),
+                Some(p) => {
+                    Some(Regex::new(&p.0).map_err(|e| format!("rule {}: exclude: {e}", r.name.0))?)
+                }
                 None => None,
             };
             let alerts = r
                 .alert
                 .0
                 .iter()
-                .map(|a| alert_index(&a.0).ok_or_else(|| format!("rule {}: no alert named {}", r.name.0, a.0)))
+                .map(|a| {
+                    alert_index(&a.0)
+                        .ok_or_else(|| format!("rule {}: no alert named {}", r.name.0, a.0))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let sources = r.sources.as_ref().map(|s| SourceFilter {
                 files: s
                     .files
                     .iter()
                     .map(|f| match crate::config::is_glob(f) {
-                        true => glob::Pattern::new(&absolute(f)).map(FileMatch::Glob).unwrap_or(FileMatch::Exact(f.0.clone())),
+                        true => glob::Pattern::new(&absolute(f))
+                            .map(FileMatch::Glob)
+                            .unwrap_or(FileMatch::Exact(f.0.clone())),
                         false => FileMatch::Exact(absolute(f)),
                     })
                     .collect(),
@@ -275,7 +296,9 @@ impl RuleSet {
                 listeners: s.listeners.iter().map(|x| x.0.clone()).collect(),
             });
             let template = match &r.message {
-                Some(m) => Some(Template(parse_template(m).map_err(|e| format!("rule {}: message: {e}", r.name.0))?)),
+                Some(m) => Some(Template(
+                    parse_template(m).map_err(|e| format!("rule {}: message: {e}", r.name.0))?,
+                )),
                 None => None,
             };
             let has_groups = regex.captures_len() > 1;
@@ -288,7 +311,12 @@ impl RuleSet {
                 threshold: r.threshold,
                 sources,
                 template,
-                labels: Arc::new(r.labels.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()),
+                labels: Arc::new(
+                    r.labels
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.0.clone()))
+                        .collect(),
+                ),
                 has_groups,
             });
             srcs.push(src);
@@ -308,12 +336,18 @@ impl RuleSet {
     /// `\n`) that some rule may match, without its newline, and the indexes of
     /// the rules whose regex matches it.
     #[inline]
-    pub fn scan<'a>(&self, text: &'a str, mut on_line: impl FnMut(&'a str, &mut dyn Iterator<Item = usize>)) {
+    pub fn scan<'a>(
+        &self,
+        text: &'a str,
+        mut on_line: impl FnMut(&'a str, &mut dyn Iterator<Item = usize>),
+    ) {
         let Some(scan) = &self.scan else { return };
         let bytes = text.as_bytes();
         let mut at = 0;
         while at < bytes.len() {
-            let Some(m) = scan.find(Input::new(bytes).span(at..bytes.len())) else { break };
+            let Some(m) = scan.find(Input::new(bytes).span(at..bytes.len())) else {
+                break;
+            };
             if m.start() >= bytes.len() {
                 break; // an empty match after the last newline: there is no line there
             }
@@ -370,16 +404,36 @@ mod tests {
 
     #[test]
     fn scan_finds_candidate_lines_only() {
-        let s = RuleSet::compile(&[rule("e", Some("ERROR"), None), rule("t", None, Some("a.b"))], &|_| Some(0)).unwrap();
+        let s = RuleSet::compile(
+            &[rule("e", Some("ERROR"), None), rule("t", None, Some("a.b"))],
+            &|_| Some(0),
+        )
+        .unwrap();
         let h = hits(&s, "ok\nan ERROR here\naxb\na.b and ERROR\nlast\n");
-        assert_eq!(h, vec![("an ERROR here".into(), vec![0]), ("a.b and ERROR".into(), vec![0, 1])]);
+        assert_eq!(
+            h,
+            vec![
+                ("an ERROR here".into(), vec![0]),
+                ("a.b and ERROR".into(), vec![0, 1])
+            ]
+        );
     }
 
     #[test]
     fn anchors_are_per_line() {
-        let s = RuleSet::compile(&[rule("a", Some("^start"), None), rule("b", Some("end$"), None)], &|_| Some(0)).unwrap();
+        let s = RuleSet::compile(
+            &[
+                rule("a", Some("^start"), None),
+                rule("b", Some("end$"), None),
+            ],
+            &|_| Some(0),
+        )
+        .unwrap();
         let h = hits(&s, "x start\nstart x\nthe end\nend x\n");
-        assert_eq!(h, vec![("start x".into(), vec![0]), ("the end".into(), vec![1])]);
+        assert_eq!(
+            h,
+            vec![("start x".into(), vec![0]), ("the end".into(), vec![1])]
+        );
     }
 
     #[test]
@@ -407,7 +461,9 @@ mod tests {
     #[test]
     fn ignore_case_and_captures_and_template() {
         let mut r = rule("db", Some(r"OperationalError: (?P<reason>\w+) (\d+)"), None);
-        r.message = Some(Str("{rule} on {identity}: {reason} #{2} ({suppressed}) {{x}}".into()));
+        r.message = Some(Str(
+            "{rule} on {identity}: {reason} #{2} ({suppressed}) {{x}}".into(),
+        ));
         let mut c = rule("ci", Some("warn"), None);
         c.ignore_case = true;
         let s = RuleSet::compile(&[r, c], &|_| Some(0)).unwrap();
@@ -416,13 +472,25 @@ mod tests {
         let caps = s.rules[0].captures("OperationalError: timeout 42");
         assert_eq!(caps["reason"], "timeout");
         assert_eq!(caps["2"], "42");
-        let cx = Ctx { identity: "box", source: "file:/x", line: "l", suppressed: 3, captures: &caps };
+        let cx = Ctx {
+            identity: "box",
+            source: "file:/x",
+            line: "l",
+            suppressed: 3,
+            captures: &caps,
+        };
         assert_eq!(s.rules[0].message(&cx), "db on box: timeout #42 (3) {x}");
     }
 
     #[test]
     fn duplicate_group_names_across_rules_compile() {
-        let s = RuleSet::compile(&[rule("a", Some("(?P<x>a)"), None), rule("b", Some("(?P<x>b)"), None)], &|_| Some(0));
+        let s = RuleSet::compile(
+            &[
+                rule("a", Some("(?P<x>a)"), None),
+                rule("b", Some("(?P<x>b)"), None),
+            ],
+            &|_| Some(0),
+        );
         assert!(s.is_ok());
     }
 
@@ -439,7 +507,10 @@ mod tests {
     #[test]
     fn source_filters() {
         let f = SourceFilter {
-            files: vec![FileMatch::Exact("/var/log/a.log".into()), FileMatch::Glob(glob::Pattern::new("/srv/*.log").unwrap())],
+            files: vec![
+                FileMatch::Exact("/var/log/a.log".into()),
+                FileMatch::Glob(glob::Pattern::new("/srv/*.log").unwrap()),
+            ],
             containers: vec!["api".into()],
             streams: vec!["k8s".into()],
             listeners: vec!["syslog".into()],

@@ -110,8 +110,14 @@ impl State {
                     true
                 }
             },
-            Mark::Stream { name, last_event_id } if last_event_id.is_empty() => self.streams.remove(&name).is_some(),
-            Mark::Stream { name, last_event_id } => {
+            Mark::Stream {
+                name,
+                last_event_id,
+            } if last_event_id.is_empty() => self.streams.remove(&name).is_some(),
+            Mark::Stream {
+                name,
+                last_event_id,
+            } => {
                 if self.streams.get(&name) == Some(&last_event_id) {
                     return false;
                 }
@@ -127,7 +133,17 @@ impl State {
             .iter()
             .filter_map(|(p, v)| {
                 let (top, rotated) = v.split_last()?;
-                Some((p.as_str(), EntryRepr { dev: top.dev, ino: top.ino, fp: top.fp, fp_len: top.fp_len, pos: top.pos, rotated: rotated.to_vec() }))
+                Some((
+                    p.as_str(),
+                    EntryRepr {
+                        dev: top.dev,
+                        ino: top.ino,
+                        fp: top.fp,
+                        fp_len: top.fp_len,
+                        pos: top.pos,
+                        rotated: rotated.to_vec(),
+                    },
+                ))
             })
             .collect();
         let v = serde_json::json!({ "version": VERSION, "files": files, "streams": self.streams });
@@ -140,11 +156,18 @@ impl State {
     /// (not JSON, truncated, another version); entries that are bad on their
     /// own are dropped with a warning each (returned), the rest kept.
     pub fn decode(text: &str) -> Result<(State, Vec<String>), String> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("it is not a valid state file ({e})"))?;
-        let obj = v.as_object().ok_or("it is not a valid state file (not a JSON object)")?;
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("it is not a valid state file ({e})"))?;
+        let obj = v
+            .as_object()
+            .ok_or("it is not a valid state file (not a JSON object)")?;
         match obj.get("version").and_then(|v| v.as_u64()) {
             Some(VERSION) => {}
-            Some(n) => return Err(format!("it has version {n}; this tinywatcher reads version {VERSION}")),
+            Some(n) => {
+                return Err(format!(
+                    "it has version {n}; this tinywatcher reads version {VERSION}"
+                ))
+            }
             None => return Err("it is not a tinywatcher state file (no `version`)".into()),
         }
         let mut st = State::default();
@@ -155,10 +178,18 @@ impl State {
                 match EntryRepr::deserialize(e) {
                     Ok(r) => {
                         let mut v = r.rotated;
-                        v.push(FilePos { dev: r.dev, ino: r.ino, fp: r.fp, fp_len: r.fp_len, pos: r.pos });
+                        v.push(FilePos {
+                            dev: r.dev,
+                            ino: r.ino,
+                            fp: r.fp,
+                            fp_len: r.fp_len,
+                            pos: r.pos,
+                        });
                         st.files.insert(path.clone(), v);
                     }
-                    Err(e) => warnings.push(format!("the entry for {path} is not valid ({e}); starting fresh for it")),
+                    Err(e) => warnings.push(format!(
+                        "the entry for {path} is not valid ({e}); starting fresh for it"
+                    )),
                 }
             }
         }
@@ -169,7 +200,9 @@ impl State {
                     Some(id) => {
                         st.streams.insert(name.clone(), id.to_string());
                     }
-                    None => warnings.push(format!("the entry for stream {name} is not a string; starting fresh for it")),
+                    None => warnings.push(format!(
+                        "the entry for stream {name} is not a string; starting fresh for it"
+                    )),
                 }
             }
         }
@@ -206,16 +239,38 @@ impl Store {
         // runs (an overlapping cron job) from sharing one state: both would
         // alert the same lines. It stays locked while this Store lives.
         let lock_path = dir.join(format!(".{}.lock", file_name(path)));
-        let lock = match OpenOptions::new().write(true).create(true).truncate(false).open(&lock_path) {
+        let lock = match OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+        {
             Ok(f) => f,
-            Err(e) => return Err(format!("state file {shown}: cannot write in its directory {}: {e}", dir.display())),
+            Err(e) => {
+                return Err(format!(
+                    "state file {shown}: cannot write in its directory {}: {e}",
+                    dir.display()
+                ))
+            }
         };
         // SAFETY: flock only looks at the descriptor, which `lock` owns.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
             let e = io::Error::last_os_error();
             return Err(match e.kind() {
-                io::ErrorKind::WouldBlock => format!("state file {shown} is in use by another tinywatcher (locked: {})", lock_path.display()),
-                _ => format!("state file {shown}: cannot lock {}: {e}", lock_path.display()),
+                io::ErrorKind::WouldBlock => format!(
+                    "state file {shown} is in use by another tinywatcher (locked: {})",
+                    lock_path.display()
+                ),
+                _ => format!(
+                    "state file {shown}: cannot lock {}: {e}",
+                    lock_path.display()
+                ),
             });
         }
         let state = match std::fs::read(path) {
@@ -224,7 +279,11 @@ impl Store {
                     for w in warnings {
                         log::warn!("state file {shown}: {w}");
                     }
-                    log::debug!("state file {shown}: {} file position(s), {} stream id(s)", st.files.len(), st.streams.len());
+                    log::debug!(
+                        "state file {shown}: {} file position(s), {} stream id(s)",
+                        st.files.len(),
+                        st.streams.len()
+                    );
                     st
                 }
                 Err(e) => {
@@ -241,7 +300,14 @@ impl Store {
                 State::default()
             }
         };
-        Ok(Store { path: path.to_path_buf(), saved: state.clone(), state, staged: None, failing: false, _lock: lock })
+        Ok(Store {
+            path: path.to_path_buf(),
+            saved: state.clone(),
+            state,
+            staged: None,
+            failing: false,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -283,7 +349,10 @@ impl Store {
             }
             Err(e) => {
                 if !self.failing {
-                    log::error!("state file {}: cannot save: {e}; will retry", self.path.display());
+                    log::error!(
+                        "state file {}: cannot save: {e}; will retry",
+                        self.path.display()
+                    );
                     self.failing = true;
                 }
             }
@@ -299,7 +368,8 @@ fn parent_dir(p: &Path) -> PathBuf {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned())
+    p.file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Replace `path` with `data` so that a crash leaves the old or the new file,
@@ -308,7 +378,11 @@ pub fn save_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     let tmp = dir.join(format!(".{}.tmp", file_name(path)));
     let res = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -374,7 +448,8 @@ mod hex64 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         let s = String::deserialize(d)?;
-        u64::from_str_radix(&s, 16).map_err(|_| serde::de::Error::custom(format!("`fp` {s:?} is not hex")))
+        u64::from_str_radix(&s, 16)
+            .map_err(|_| serde::de::Error::custom(format!("`fp` {s:?} is not hex")))
     }
 }
 
@@ -383,7 +458,13 @@ mod tests {
     use super::*;
 
     fn pos(ino: u64, p: u64) -> FilePos {
-        FilePos { dev: 2049, ino, fp: fnv1a(b"first line\n"), fp_len: 11, pos: p }
+        FilePos {
+            dev: 2049,
+            ino,
+            fp: fnv1a(b"first line\n"),
+            fp_len: 11,
+            pos: p,
+        }
     }
 
     fn tmp(tag: &str) -> PathBuf {
@@ -397,7 +478,10 @@ mod tests {
     fn encode_decode_round_trip() {
         let mut st = State::default();
         st.files.insert("/var/log/a.log".into(), vec![pos(7, 100)]);
-        st.files.insert("/var/log/b \"q\".log".into(), vec![pos(1, 5), pos(u64::MAX, 1 << 40)]);
+        st.files.insert(
+            "/var/log/b \"q\".log".into(),
+            vec![pos(1, 5), pos(u64::MAX, 1 << 40)],
+        );
         st.streams.insert("k8s".into(), "id-42".into());
         let text = st.encode();
         assert!(text.contains("\"version\":1"), "{text}");
@@ -412,12 +496,22 @@ mod tests {
         let mut st = State::default();
         st.files.insert("/a".into(), vec![pos(7, 100)]);
         let good = st.encode();
-        assert!(State::decode("garbage\0\x01").unwrap_err().contains("not a valid state file"));
-        assert!(State::decode(&good[..good.len() / 2]).unwrap_err().contains("not a valid state file"));
+        assert!(State::decode("garbage\0\x01")
+            .unwrap_err()
+            .contains("not a valid state file"));
+        assert!(State::decode(&good[..good.len() / 2])
+            .unwrap_err()
+            .contains("not a valid state file"));
         assert!(State::decode("").is_err());
         assert!(State::decode("[1,2]").is_err());
-        assert!(State::decode("{\"files\":{}}").unwrap_err().contains("no `version`"));
-        assert!(State::decode(&good.replace("\"version\":1", "\"version\":999")).unwrap_err().contains("version 999"));
+        assert!(State::decode("{\"files\":{}}")
+            .unwrap_err()
+            .contains("no `version`"));
+        assert!(
+            State::decode(&good.replace("\"version\":1", "\"version\":999"))
+                .unwrap_err()
+                .contains("version 999")
+        );
     }
 
     #[test]
@@ -426,7 +520,16 @@ mod tests {
             "/b":{"dev":"x"},"/c":{"dev":1,"ino":2,"fp":"zz","fp_len":3,"pos":9}},"streams":{"s":"7","t":5}}"#;
         let (st, warnings) = State::decode(text).unwrap();
         assert_eq!(st.files.keys().collect::<Vec<_>>(), vec!["/a"]);
-        assert_eq!(st.files["/a"], vec![FilePos { dev: 1, ino: 2, fp: 255, fp_len: 3, pos: 9 }]);
+        assert_eq!(
+            st.files["/a"],
+            vec![FilePos {
+                dev: 1,
+                ino: 2,
+                fp: 255,
+                fp_len: 3,
+                pos: 9
+            }]
+        );
         assert_eq!(st.streams.len(), 1);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings.iter().any(|w| w.contains("/b")));
@@ -435,15 +538,39 @@ mod tests {
     #[test]
     fn record_marks() {
         let mut st = State::default();
-        assert!(st.record(Mark::File { path: "/a".into(), files: vec![pos(1, 10)] }));
-        assert!(!st.record(Mark::File { path: "/a".into(), files: vec![pos(1, 10)] }));
-        assert!(st.record(Mark::File { path: "/a".into(), files: vec![pos(1, 20)] }));
-        assert!(st.record(Mark::Stream { name: "s".into(), last_event_id: "9".into() }));
-        assert!(!st.record(Mark::Stream { name: "s".into(), last_event_id: "9".into() }));
-        assert!(st.record(Mark::Stream { name: "s".into(), last_event_id: "".into() }));
+        assert!(st.record(Mark::File {
+            path: "/a".into(),
+            files: vec![pos(1, 10)]
+        }));
+        assert!(!st.record(Mark::File {
+            path: "/a".into(),
+            files: vec![pos(1, 10)]
+        }));
+        assert!(st.record(Mark::File {
+            path: "/a".into(),
+            files: vec![pos(1, 20)]
+        }));
+        assert!(st.record(Mark::Stream {
+            name: "s".into(),
+            last_event_id: "9".into()
+        }));
+        assert!(!st.record(Mark::Stream {
+            name: "s".into(),
+            last_event_id: "9".into()
+        }));
+        assert!(st.record(Mark::Stream {
+            name: "s".into(),
+            last_event_id: "".into()
+        }));
         assert!(st.streams.is_empty());
-        assert!(st.record(Mark::File { path: "/a".into(), files: vec![] }));
-        assert!(!st.record(Mark::File { path: "/a".into(), files: vec![] }));
+        assert!(st.record(Mark::File {
+            path: "/a".into(),
+            files: vec![]
+        }));
+        assert!(!st.record(Mark::File {
+            path: "/a".into(),
+            files: vec![]
+        }));
         assert!(st.files.is_empty());
     }
 
@@ -476,21 +603,41 @@ mod tests {
         let p = d.join("state");
         std::fs::write(&p, "old garbage").unwrap();
         // What the file holds (the store itself is locked while open).
-        let on_disk = || State::decode(&std::fs::read_to_string(&p).unwrap_or_default()).map(|x| x.0).unwrap_or_default();
+        let on_disk = || {
+            State::decode(&std::fs::read_to_string(&p).unwrap_or_default())
+                .map(|x| x.0)
+                .unwrap_or_default()
+        };
         let mut s = Store::open(&p).unwrap();
         assert_eq!(s.state, State::default());
-        s.record(Mark::File { path: "/x".into(), files: vec![pos(3, 33)] });
+        s.record(Mark::File {
+            path: "/x".into(),
+            files: vec![pos(3, 33)],
+        });
         // A tick stages, the next one writes what was staged.
         s.tick();
         assert_eq!(on_disk(), State::default());
-        s.record(Mark::File { path: "/x".into(), files: vec![pos(3, 44)] });
+        s.record(Mark::File {
+            path: "/x".into(),
+            files: vec![pos(3, 44)],
+        });
         s.tick();
         assert_eq!(on_disk().files["/x"], vec![pos(3, 33)]);
         s.save();
-        let mut names: Vec<String> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
-        assert_eq!(names, vec![".state.lock", "state"], "temp or probe files left behind");
-        assert!(Store::open(&p).err().is_some_and(|e| e.contains("in use")), "a second store must be refused while the first lives");
+        assert_eq!(
+            names,
+            vec![".state.lock", "state"],
+            "temp or probe files left behind"
+        );
+        assert!(
+            Store::open(&p).err().is_some_and(|e| e.contains("in use")),
+            "a second store must be refused while the first lives"
+        );
         drop(s);
         let again = Store::open(&p).unwrap();
         assert_eq!(again.state.files["/x"], vec![pos(3, 44)]);

@@ -59,7 +59,10 @@ fn unset_env_var_is_named() {
 #[test]
 fn env_var_with_default_loads() {
     let d = TempDir::new("cli");
-    let p = d.write("c.yaml", &format!("identity: {{ name: \"${{TW_SURELY_UNSET_VAR:-fallback}}\" }}\n{MINIMAL}"));
+    let p = d.write(
+        "c.yaml",
+        &format!("identity: {{ name: \"${{TW_SURELY_UNSET_VAR:-fallback}}\" }}\n{MINIMAL}"),
+    );
     let (code, out, err) = run(&["test", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("identity: fallback"), "{out}");
@@ -94,7 +97,10 @@ fn test_refuses_what_watch_refuses() {
     let (code, _, err) = run(&["test", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("no rules"), "{err}");
-    let p = d.write("c2.yaml", "alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c }\n");
+    let p = d.write(
+        "c2.yaml",
+        "alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c }\n",
+    );
     let (code, _, err) = run(&["test", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("no inputs"), "{err}");
@@ -109,7 +115,13 @@ fn test_command_summarises() {
     );
     let (code, out, err) = run(&["test", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    for want in ["edge-1", "/var/log/x.log", "errors", "console: stdout", "hook: webhook"] {
+    for want in [
+        "edge-1",
+        "/var/log/x.log",
+        "errors",
+        "console: stdout",
+        "hook: webhook",
+    ] {
         assert!(out.contains(want), "missing {want:?} in {out}");
     }
     assert!(!out.contains("s3cret") && !err.contains("s3cret"));
@@ -146,7 +158,9 @@ fn no_config_found_is_explained() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     if std::path::Path::new("/etc/tinywatcher/config.yaml").exists() {
-        eprintln!("notice: /etc/tinywatcher/config.yaml exists here; skipping the no-config assertion");
+        eprintln!(
+            "notice: /etc/tinywatcher/config.yaml exists here; skipping the no-config assertion"
+        );
         return;
     }
     assert_eq!(o.status.code(), Some(2));
@@ -156,8 +170,15 @@ fn no_config_found_is_explained() {
 #[test]
 fn config_found_in_current_directory() {
     let d = TempDir::new("cli");
-    d.write("tinywatcher.yaml", &format!("identity: {{ name: from-cwd }}\n{MINIMAL}"));
-    let o = std::process::Command::new(crate::util::BIN).args(["test"]).current_dir(&d.0).output().unwrap();
+    d.write(
+        "tinywatcher.yaml",
+        &format!("identity: {{ name: from-cwd }}\n{MINIMAL}"),
+    );
+    let o = std::process::Command::new(crate::util::BIN)
+        .args(["test"])
+        .current_dir(&d.0)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stdout).contains("from-cwd"));
 }
@@ -165,10 +186,16 @@ fn config_found_in_current_directory() {
 #[test]
 fn features_of_later_versions_are_refused_clearly() {
     let d = TempDir::new("cli");
-    let p = d.write("c.yaml", "inputs:\n  containers: [api]\nalerts:\n  c: { type: stdout }\n");
+    let p = d.write(
+        "c.yaml",
+        "inputs:\n  containers: [api]\nalerts:\n  c: { type: stdout }\n",
+    );
     let (code, _, err) = run(&["test", "--config", p.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("not supported yet") && err.contains(":2:"), "{err}");
+    assert!(
+        err.contains("not supported yet") && err.contains(":2:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -193,7 +220,9 @@ fn every_example_config_is_valid() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
-        if !cfg!(feature = "tls") && err.contains("needs TLS, and this tinywatcher was built without the `tls` feature") {
+        if !cfg!(feature = "tls")
+            && err.contains("needs TLS, and this tinywatcher was built without the `tls` feature")
+        {
             // A TLS stream in a binary built without TLS: refused at load, as it should be.
             assert_eq!(o.status.code(), Some(2), "{}: {err}", p.display());
             continue;
@@ -207,14 +236,29 @@ fn every_example_config_is_valid() {
 #[test]
 fn adhoc_streams_on_one_host_get_distinct_names() {
     let d = TempDir::new("cli");
-    let c = d.write("c.yaml", "alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c }\n");
-    let (code, out, err) = run(&["test", "--config", c.to_str().unwrap(), "--stream", "http://127.0.0.1:1/a", "--stream", "http://127.0.0.1:1/b"]);
+    let c = d.write(
+        "c.yaml",
+        "alerts:\n  c: { type: stdout }\nrules:\n  - { name: r, pattern: x, alert: c }\n",
+    );
+    let (code, out, err) = run(&[
+        "test",
+        "--config",
+        c.to_str().unwrap(),
+        "--stream",
+        "http://127.0.0.1:1/a",
+        "--stream",
+        "http://127.0.0.1:1/b",
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("stream 127.0.0.1:1: http") && out.contains("stream 127.0.0.1:1#2: http"), "{out}");
+    assert!(
+        out.contains("stream 127.0.0.1:1: http") && out.contains("stream 127.0.0.1:1#2: http"),
+        "{out}"
+    );
 }
 
 #[test]
 fn webhook_timeout_zero_is_refused() {
-    let (_, err) = config_error("alerts:\n  h: { type: webhook, url: \"http://127.0.0.1:9/\", timeout: 0 }\n");
+    let (_, err) =
+        config_error("alerts:\n  h: { type: webhook, url: \"http://127.0.0.1:9/\", timeout: 0 }\n");
     assert!(err.contains("timeout: must be longer than zero"), "{err}");
 }

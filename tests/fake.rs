@@ -28,7 +28,11 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub enum Reply {
     /// Answer with this status, an optional `Retry-After: SECONDS` and a body.
-    Status { status: u16, retry_after: Option<u64>, body: String },
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+        body: String,
+    },
     /// Read the request and never answer (until the client gives up or the
     /// recorder is dropped).
     Hang,
@@ -39,15 +43,27 @@ pub enum Reply {
 impl Reply {
     /// A plain status with an empty body.
     pub fn status(status: u16) -> Reply {
-        Reply::Status { status, retry_after: None, body: String::new() }
+        Reply::Status {
+            status,
+            retry_after: None,
+            body: String::new(),
+        }
     }
     /// A status with `Retry-After: secs`.
     pub fn retry_after(status: u16, secs: u64) -> Reply {
-        Reply::Status { status, retry_after: Some(secs), body: String::new() }
+        Reply::Status {
+            status,
+            retry_after: Some(secs),
+            body: String::new(),
+        }
     }
     /// A status with a body.
     pub fn body(status: u16, body: &str) -> Reply {
-        Reply::Status { status, retry_after: None, body: body.to_string() }
+        Reply::Status {
+            status,
+            retry_after: None,
+            body: body.to_string(),
+        }
     }
 }
 
@@ -67,14 +83,18 @@ pub struct Request {
 impl Request {
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn body_str(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     /// The body parsed as JSON (panics with the body when it is not).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("request body is not JSON ({e}): {:?}", self.body_str()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("request body is not JSON ({e}): {:?}", self.body_str()))
     }
 }
 
@@ -105,7 +125,10 @@ impl Recorder {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();
         let (tx, rx) = unbounded();
-        let script = Arc::new(Mutex::new(Script { queue: script.into(), default: Reply::status(200) }));
+        let script = Arc::new(Mutex::new(Script {
+            queue: script.into(),
+            default: Reply::status(200),
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let (script2, stop2) = (script.clone(), stop.clone());
         std::thread::Builder::new()
@@ -121,7 +144,13 @@ impl Recorder {
                 }
             })
             .unwrap();
-        Recorder { base: format!("http://127.0.0.1:{port}"), port, rx, script, stop }
+        Recorder {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            rx,
+            script,
+            stop,
+        }
     }
 
     /// `base` + `path` (which starts with `/`).
@@ -146,7 +175,8 @@ impl Recorder {
 
     /// The next request; panics after `timeout` with `what`.
     pub fn expect(&self, timeout: Duration, what: &str) -> Request {
-        self.next(timeout).unwrap_or_else(|| panic!("no request to the recorder within {timeout:?}: {what}"))
+        self.next(timeout)
+            .unwrap_or_else(|| panic!("no request to the recorder within {timeout:?}: {what}"))
     }
 
     /// Requests already received and not yet taken, without waiting.
@@ -169,16 +199,28 @@ fn serve(conn: TcpStream, tx: Sender<Request>, script: Arc<Mutex<Script>>, stop:
     let Ok(mut w) = conn.try_clone() else { return };
     let mut r = BufReader::new(conn);
     loop {
-        let Some(req) = read_request(&mut r, &stop) else { return };
-        let close = req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let Some(req) = read_request(&mut r, &stop) else {
+            return;
+        };
+        let close = req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let reply = {
             let mut s = script.lock().unwrap();
             s.queue.pop_front().unwrap_or_else(|| s.default.clone())
         };
         let _ = tx.send(req);
         match reply {
-            Reply::Status { status, retry_after, body } => {
-                let mut head = format!("HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n", reason(status), body.len());
+            Reply::Status {
+                status,
+                retry_after,
+                body,
+            } => {
+                let mut head = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n",
+                    reason(status),
+                    body.len()
+                );
                 if let Some(s) = retry_after {
                     head.push_str(&format!("Retry-After: {s}\r\n"));
                 }
@@ -186,7 +228,12 @@ fn serve(conn: TcpStream, tx: Sender<Request>, script: Arc<Mutex<Script>>, stop:
                     head.push_str("Connection: close\r\n");
                 }
                 head.push_str("\r\n");
-                if w.write_all(head.as_bytes()).and_then(|_| w.write_all(body.as_bytes())).and_then(|_| w.flush()).is_err() || close {
+                if w.write_all(head.as_bytes())
+                    .and_then(|_| w.write_all(body.as_bytes()))
+                    .and_then(|_| w.flush())
+                    .is_err()
+                    || close
+                {
                     return;
                 }
             }
@@ -197,7 +244,11 @@ fn serve(conn: TcpStream, tx: Sender<Request>, script: Arc<Mutex<Script>>, stop:
                     match r.read(&mut buf) {
                         Ok(0) => return,
                         Ok(_) => {}
-                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
                         Err(_) => return,
                     }
                 }
@@ -227,18 +278,32 @@ fn read_request(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<Reque
         let (k, v) = h.split_once(':')?;
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     let mut got = 0;
     while got < len {
         match r.read(&mut body[got..]) {
             Ok(0) => return None,
             Ok(n) => got += n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) && !stop.load(Ordering::SeqCst) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) && !stop.load(Ordering::SeqCst) => {}
             Err(_) => return None,
         }
     }
-    Some(Request { method, path, headers, body, at: Instant::now() })
+    Some(Request {
+        method,
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    })
 }
 
 /// One CRLF- or LF-terminated line, without its end; retries read timeouts
@@ -250,7 +315,12 @@ fn read_line(r: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<String> 
             Ok(0) => return None,
             Ok(_) if buf.ends_with(b"\n") => break,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 if stop.load(Ordering::SeqCst) {
                     return None;
                 }
@@ -286,7 +356,11 @@ fn reason(status: u16) -> &'static str {
 /// is refused at once. (The port was free a moment ago; nothing else in the
 /// tests binds a fixed port, so it stays free.)
 pub fn refused_url() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     format!("http://127.0.0.1:{port}")
 }
 
@@ -308,7 +382,9 @@ pub struct TcpServer {
 }
 
 impl TcpServer {
-    pub fn start(handler: impl Fn(TcpStream, usize, &AtomicBool) + Send + Sync + 'static) -> TcpServer {
+    pub fn start(
+        handler: impl Fn(TcpStream, usize, &AtomicBool) + Send + Sync + 'static,
+    ) -> TcpServer {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();
         let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -331,7 +407,13 @@ impl TcpServer {
                 }
             })
             .unwrap();
-        TcpServer { port, addr: format!("127.0.0.1:{port}"), conns, rx, stop }
+        TcpServer {
+            port,
+            addr: format!("127.0.0.1:{port}"),
+            conns,
+            rx,
+            stop,
+        }
     }
 
     /// A server that writes `text` to each connection, then holds it open
@@ -355,7 +437,10 @@ impl TcpServer {
         let end = Instant::now() + timeout;
         while self.connections() < n {
             if Instant::now() > end {
-                panic!("expected {n} connection(s) within {timeout:?}, got {}", self.connections());
+                panic!(
+                    "expected {n} connection(s) within {timeout:?}, got {}",
+                    self.connections()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -383,7 +468,11 @@ pub fn hold(c: &mut TcpStream, stop: &AtomicBool) -> bool {
         match c.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return true,
         }
     }
@@ -467,7 +556,9 @@ pub struct HttpStream {
 }
 
 impl HttpStream {
-    pub fn start(script: impl Fn(&Request, usize) -> StreamReply + Send + Sync + 'static) -> HttpStream {
+    pub fn start(
+        script: impl Fn(&Request, usize) -> StreamReply + Send + Sync + 'static,
+    ) -> HttpStream {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().unwrap().port();
         let (tx, rx) = unbounded();
@@ -483,12 +574,15 @@ impl HttpStream {
                         return;
                     }
                     let Ok(c) = c else { continue };
-                    let (tx, script, stop, count) = (tx.clone(), script.clone(), stop2.clone(), count2.clone());
+                    let (tx, script, stop, count) =
+                        (tx.clone(), script.clone(), stop2.clone(), count2.clone());
                     std::thread::spawn(move || {
                         let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
                         let Ok(mut w) = c.try_clone() else { return };
                         let mut r = BufReader::new(c);
-                        let Some(req) = read_request(&mut r, &stop) else { return };
+                        let Some(req) = read_request(&mut r, &stop) else {
+                            return;
+                        };
                         let n = count.fetch_add(1, Ordering::SeqCst);
                         let reply = script(&req, n);
                         let _ = tx.send(req);
@@ -497,7 +591,13 @@ impl HttpStream {
                 }
             })
             .unwrap();
-        HttpStream { base: format!("http://127.0.0.1:{port}"), port, rx, count, stop }
+        HttpStream {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            rx,
+            count,
+            stop,
+        }
     }
 
     /// `base` + `path`.
@@ -514,7 +614,9 @@ impl HttpStream {
     }
     /// The next request, waiting up to `timeout`; panics with `what` otherwise.
     pub fn expect(&self, timeout: Duration, what: &str) -> Request {
-        self.rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("no request within {timeout:?}: {what}"))
+        self.rx
+            .recv_timeout(timeout)
+            .unwrap_or_else(|_| panic!("no request within {timeout:?}: {what}"))
     }
     /// Requests received and not yet taken.
     pub fn drain(&self) -> Vec<Request> {
@@ -553,7 +655,10 @@ fn answer_stream(w: &mut TcpStream, r: &mut TcpStream, reply: StreamReply, stop:
     for p in &reply.parts {
         std::thread::sleep(reply.gap);
         let ok = match reply.framing {
-            Framing::Chunked => w.write_all(format!("{:x}\r\n", p.len()).as_bytes()).and_then(|_| w.write_all(p)).and_then(|_| w.write_all(b"\r\n")),
+            Framing::Chunked => w
+                .write_all(format!("{:x}\r\n", p.len()).as_bytes())
+                .and_then(|_| w.write_all(p))
+                .and_then(|_| w.write_all(b"\r\n")),
             _ => w.write_all(p),
         };
         if ok.and_then(|_| w.flush()).is_err() {

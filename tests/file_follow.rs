@@ -13,14 +13,18 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(10);
 
 fn seq(r: std::ops::RangeInclusive<u32>) -> String {
-    r.map(|i| format!("SEQ-{i:06} something happened\n")).collect()
+    r.map(|i| format!("SEQ-{i:06} something happened\n"))
+        .collect()
 }
 
 /// A config following `files` (path, read_from) whose rule matches `SEQ-`.
 fn config(d: &TempDir, files: &[(&Path, &str)]) -> PathBuf {
     let mut s = String::from("identity: { name: test }\ninputs:\n  files:\n");
     for (p, rf) in files {
-        s.push_str(&format!("    - {{ path: {:?}, read_from: {rf} }}\n", p.to_str().unwrap()));
+        s.push_str(&format!(
+            "    - {{ path: {:?}, read_from: {rf} }}\n",
+            p.to_str().unwrap()
+        ));
     }
     s.push_str("alerts:\n  console: { type: stdout }\nrules:\n  - name: r\n    pattern: \"SEQ-\"\n    alert: console\n    cooldown: 0\n");
     d.write("cfg.yaml", &s)
@@ -73,7 +77,12 @@ fn copytruncate() {
     append(&p, &seq(1..=100));
     w.wait_out("SEQ-000100 ", T);
     std::fs::copy(&p, d.path("app.log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     append(&p, &seq(101..=120));
     each_once(&w, 1..=120);
     w.wait_err("truncated", T);
@@ -108,7 +117,10 @@ fn glob_new_file_and_removed_file() {
     let d = TempDir::new("ff-glob");
     let a = d.write("a.log", "SEQ-999999 old content, before start\n");
     let pattern = d.path("*.log");
-    let w = start(&config(&d, &[(&pattern, "end")]), &format!("following {}", s(&a)));
+    let w = start(
+        &config(&d, &[(&pattern, "end")]),
+        &format!("following {}", s(&a)),
+    );
     append(&a, &seq(1..=5));
     w.wait_out("SEQ-000005 ", T);
     // A new match is read from its beginning.
@@ -128,7 +140,13 @@ fn missing_at_start_then_created() {
     let d = TempDir::new("ff-miss");
     let p = d.path("later.log");
     let w = start(&config(&d, &[(&p, "end")]), "waiting for it");
-    assert_eq!(w.stderr().iter().filter(|l| l.contains("waiting for it")).count(), 1);
+    assert_eq!(
+        w.stderr()
+            .iter()
+            .filter(|l| l.contains("waiting for it"))
+            .count(),
+        1
+    );
     // Created after start: read from its beginning, whatever read_from says.
     std::fs::write(&p, seq(1..=10)).unwrap();
     each_once(&w, 1..=10);
@@ -139,7 +157,10 @@ fn read_from_beginning_vs_end() {
     let d = TempDir::new("ff-rf");
     let b = d.write("b.log", &seq(1..=3));
     let e = d.write("e.log", "SEQ-999999 before start, skipped\n");
-    let w = start(&config(&d, &[(&b, "beginning"), (&e, "end")]), &format!("following {}", s(&e)));
+    let w = start(
+        &config(&d, &[(&b, "beginning"), (&e, "end")]),
+        &format!("following {}", s(&e)),
+    );
     w.wait_err(&format!("following {}", s(&b)), T);
     append(&e, &seq(4..=6));
     each_once(&w, 1..=6);
@@ -150,13 +171,21 @@ fn partial_line_completed_later() {
     let d = TempDir::new("ff-part");
     let p = d.write("app.log", "");
     let sync = d.write("sync.log", "");
-    let w = start(&config(&d, &[(&p, "end"), (&sync, "end")]), &format!("following {}", s(&sync)));
+    let w = start(
+        &config(&d, &[(&p, "end"), (&sync, "end")]),
+        &format!("following {}", s(&sync)),
+    );
     w.wait_err(&format!("following {}", s(&p)), T);
     append(&p, "SEQ-000001 par");
     // A line written after it, alerted, proves the partial line was read and held.
     append(&sync, &seq(2..=2));
     w.wait_out("SEQ-000002 ", T);
-    assert_eq!(w.count_out("SEQ-000001"), 0, "a partial line must not be matched: {:?}", w.stdout());
+    assert_eq!(
+        w.count_out("SEQ-000001"),
+        0,
+        "a partial line must not be matched: {:?}",
+        w.stdout()
+    );
     append(&p, "tial\n");
     w.wait_out("SEQ-000001 partial", T);
     each_once(&w, 1..=2);
@@ -238,8 +267,23 @@ fn replaced_by_a_directory_then_by_a_file() {
     w.wait_err("is a directory", T);
     // Retried every second, but said once.
     let seen = w.stderr().len();
-    wait_for(T, "two more rescans", || w.stderr().iter().skip(seen).filter(|l| l.contains("still is a directory")).count() >= 2);
-    assert_eq!(w.stderr().iter().filter(|l| l.contains("is a directory") && !l.contains("still")).count(), 1, "{:?}", w.stderr());
+    wait_for(T, "two more rescans", || {
+        w.stderr()
+            .iter()
+            .skip(seen)
+            .filter(|l| l.contains("still is a directory"))
+            .count()
+            >= 2
+    });
+    assert_eq!(
+        w.stderr()
+            .iter()
+            .filter(|l| l.contains("is a directory") && !l.contains("still"))
+            .count(),
+        1,
+        "{:?}",
+        w.stderr()
+    );
     std::fs::remove_dir(&p).unwrap();
     append(&p, &seq(4..=6));
     each_once(&w, 1..=6);
@@ -259,8 +303,21 @@ fn permission_denied() {
     } else {
         let w = start(&cfg, "Permission denied");
         let seen = w.stderr().len();
-        wait_for(T, "a retry", || w.stderr().iter().skip(seen).any(|l| l.contains("still cannot open")));
-        assert_eq!(w.stderr().iter().filter(|l| l.contains("Permission denied") && !l.contains("still")).count(), 1, "{:?}", w.stderr());
+        wait_for(T, "a retry", || {
+            w.stderr()
+                .iter()
+                .skip(seen)
+                .any(|l| l.contains("still cannot open"))
+        });
+        assert_eq!(
+            w.stderr()
+                .iter()
+                .filter(|l| l.contains("Permission denied") && !l.contains("still"))
+                .count(),
+            1,
+            "{:?}",
+            w.stderr()
+        );
         w
     };
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -280,10 +337,16 @@ fn stdin_lines_then_end_of_input_exits_0() {
     });
     let mut input = w.child.stdin.take().unwrap();
     input.write_all(seq(1..=4).as_bytes()).unwrap();
-    input.write_all(b"SEQ-000005 last line without a newline ").unwrap();
+    input
+        .write_all(b"SEQ-000005 last line without a newline ")
+        .unwrap();
     drop(input);
     let status = w.wait(T);
-    assert!(status.success(), "exit {status:?}; stderr: {:?}", w.stderr());
+    assert!(
+        status.success(),
+        "exit {status:?}; stderr: {:?}",
+        w.stderr()
+    );
     each_once(&w, 1..=5);
 }
 
@@ -311,5 +374,10 @@ fn truncated_and_rewritten_past_the_old_position_between_two_looks() {
     std::fs::write(&p, "ERR 2 after the truncation, longer than before\n").unwrap();
     w.wait_out("ERR 2 after the truncation, longer than before", T);
     let out = w.stdout();
-    assert!(out.iter().all(|l| !l.contains("ERR") || l.ends_with("]: ERR 1 first line") || l.ends_with("]: ERR 2 after the truncation, longer than before")), "{out:?}");
+    assert!(
+        out.iter().all(|l| !l.contains("ERR")
+            || l.ends_with("]: ERR 1 first line")
+            || l.ends_with("]: ERR 2 after the truncation, longer than before")),
+        "{out:?}"
+    );
 }

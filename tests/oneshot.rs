@@ -10,7 +10,14 @@ use std::time::{Duration, Instant};
 fn until_match_on_a_line_already_there() {
     let d = TempDir::new("um");
     let f = d.write("app.log", "starting\nservice ready on :8080\nmore\n");
-    let (code, out, err) = run(&["watch", "--file", f.to_str().unwrap(), "--rule", "ready", "--until-match"]);
+    let (code, out, err) = run(&[
+        "watch",
+        "--file",
+        f.to_str().unwrap(),
+        "--rule",
+        "ready",
+        "--until-match",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "service ready on :8080\n");
 }
@@ -19,7 +26,15 @@ fn until_match_on_a_line_already_there() {
 fn until_match_on_a_line_appended_after_start() {
     let d = TempDir::new("um");
     let f = d.write("app.log", "booting\n");
-    let mut w = Watcher::start(&["watch", "--file", f.to_str().unwrap(), "--rule", "READY (?P<port>\\d+)", "--until-match", "--json"]);
+    let mut w = Watcher::start(&[
+        "watch",
+        "--file",
+        f.to_str().unwrap(),
+        "--rule",
+        "READY (?P<port>\\d+)",
+        "--until-match",
+        "--json",
+    ]);
     w.wait_err("watching", Duration::from_secs(10));
     append(&f, "still booting\n");
     append(&f, "READY 8080\n");
@@ -32,7 +47,10 @@ fn until_match_on_a_line_appended_after_start() {
     assert_eq!(v["rule"], "rule");
     assert_eq!(v["captures"]["port"], "8080");
     assert!(v["source"].as_str().unwrap().starts_with("file:"));
-    assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    assert!(
+        v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
 }
 
 #[test]
@@ -40,7 +58,16 @@ fn until_match_timeout_is_exit_1() {
     let d = TempDir::new("um");
     let f = d.write("app.log", "nothing here\n");
     let t = Instant::now();
-    let (code, out, _) = run(&["watch", "--file", f.to_str().unwrap(), "--rule", "ready", "--until-match", "--timeout", "300ms"]);
+    let (code, out, _) = run(&[
+        "watch",
+        "--file",
+        f.to_str().unwrap(),
+        "--rule",
+        "ready",
+        "--until-match",
+        "--timeout",
+        "300ms",
+    ]);
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(t.elapsed() >= Duration::from_millis(300));
@@ -48,11 +75,23 @@ fn until_match_timeout_is_exit_1() {
 
 #[test]
 fn until_match_bad_timeout_and_no_rules_are_exit_2() {
-    let (code, _, err) = run(&["watch", "--file", "/dev/null", "--rule", "x", "--until-match", "--timeout", "soon"]);
+    let (code, _, err) = run(&[
+        "watch",
+        "--file",
+        "/dev/null",
+        "--rule",
+        "x",
+        "--until-match",
+        "--timeout",
+        "soon",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("--timeout"), "{err}");
     let d = TempDir::new("um");
-    let c = d.write("c.yaml", "inputs:\n  files: [/dev/null]\nalerts:\n  c: { type: stdout }\n");
+    let c = d.write(
+        "c.yaml",
+        "inputs:\n  files: [/dev/null]\nalerts:\n  c: { type: stdout }\n",
+    );
     let (code, _, err) = run(&["watch", "--config", c.to_str().unwrap(), "--until-match"]);
     assert_eq!(code, 2);
     assert!(err.contains("no rules"), "{err}");
@@ -137,15 +176,29 @@ fn check_config(d: &TempDir, files: &[&str]) -> String {
 #[test]
 fn check_prints_hits_and_summary_without_colour() {
     let d = TempDir::new("ck");
-    let f = d.write("a.log", "ERROR old one\nok\nok dur=12ms\nERROR new one dur=5000ms\nok\n");
+    let f = d.write(
+        "a.log",
+        "ERROR old one\nok\nok dur=12ms\nERROR new one dur=5000ms\nok\n",
+    );
     let c = check_config(&d, &[f.to_str().unwrap()]);
     let (code, out, err) = run(&["check", "--config", &c, "-n", "4", "--color", "never"]);
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains('\x1b'), "{out}");
     assert!(!out.contains("old one"), "only the last 4 lines: {out}");
-    assert!(out.contains("[errors,slow] ERROR new one dur=5000ms"), "{out}");
-    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["errors", "1"]), "{out}");
-    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["never", "0"]), "{out}");
+    assert!(
+        out.contains("[errors,slow] ERROR new one dur=5000ms"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["errors", "1"]),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["never", "0"]),
+        "{out}"
+    );
 }
 
 #[test]
@@ -157,7 +210,11 @@ fn check_colour_always_highlights_the_match() {
     assert_eq!(code, 0);
     assert!(out.contains("an \x1b[1;31mERROR\x1b[0m here"), "{out:?}");
     // auto: stdout is a pipe here, so no colour; NO_COLOR too.
-    let o = Command::new(BIN).args(["check", "--config", &c]).env("NO_COLOR", "1").output().unwrap();
+    let o = Command::new(BIN)
+        .args(["check", "--config", &c])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&o.stdout).contains('\x1b'));
 }
 
@@ -182,22 +239,50 @@ fn check_a_large_file_reads_from_the_end() {
     let p = d.path("big.log");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&p).unwrap());
-        let line = "INFO filler line that matches nothing at all, padded to about a hundred bytes......\n";
+        let line =
+            "INFO filler line that matches nothing at all, padded to about a hundred bytes......\n";
         for _ in 0..(200_000_000 / line.len()) {
             f.write_all(line.as_bytes()).unwrap();
         }
         f.write_all(b"ERROR at the very end\n").unwrap();
     }
-    let (code, out, err) = run(&["check", "--file", p.to_str().unwrap(), "--rule", "ERROR", "-n", "10"]);
+    let (code, out, err) = run(&[
+        "check",
+        "--file",
+        p.to_str().unwrap(),
+        "--rule",
+        "ERROR",
+        "-n",
+        "10",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ERROR at the very end"));
     assert!(out.contains("10 line(s) checked"), "{out}");
     // It read a few blocks from the end, not 200 MB (it logs how much at debug).
-    let o = Command::new(BIN).args(["-v", "check", "--file", p.to_str().unwrap(), "--rule", "ERROR", "-n", "10"]).output().unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "-v",
+            "check",
+            "--file",
+            p.to_str().unwrap(),
+            "--rule",
+            "ERROR",
+            "-n",
+            "10",
+        ])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     let read: usize = err
         .lines()
-        .find_map(|l| l.split("read ").nth(1)?.split(" bytes from the end").next()?.parse().ok())
+        .find_map(|l| {
+            l.split("read ")
+                .nth(1)?
+                .split(" bytes from the end")
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no read log: {err}"));
     assert!(read < 1 << 20, "read {read} bytes for 10 lines");
 }
@@ -209,7 +294,17 @@ fn stdout_does_not_drop_a_burst_of_alerts() {
     let d = TempDir::new("burst");
     let text: String = (0..50_000).map(|i| format!("ERROR burst {i}\n")).collect();
     let f = d.write("app.log", &text);
-    let o = Command::new(BIN).args(["watch", "--once", "--file", f.to_str().unwrap(), "--rule", "ERROR"]).output().unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "watch",
+            "--once",
+            "--file",
+            f.to_str().unwrap(),
+            "--rule",
+            "ERROR",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0));
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(out.lines().filter(|l| l.contains("ALERT")).count(), 50_000);
@@ -224,8 +319,22 @@ fn a_closed_stdout_ends_the_run_in_order_and_saves_state() {
     let text: String = (0..20_000).map(|i| format!("SEQ-{i}\n")).collect();
     let f = d.write("app.log", &text);
     let st = d.path("state.json");
-    let args = ["-q", "watch", "--once", "--state", st.to_str().unwrap(), "--file", f.to_str().unwrap(), "--rule", "SEQ-"];
-    let mut c = Command::new(BIN).args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let args = [
+        "-q",
+        "watch",
+        "--once",
+        "--state",
+        st.to_str().unwrap(),
+        "--file",
+        f.to_str().unwrap(),
+        "--rule",
+        "SEQ-",
+    ];
+    let mut c = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut first = [0u8; 16];
     std::io::Read::read_exact(c.stdout.as_mut().unwrap(), &mut first).unwrap();
     drop(c.stdout.take()); // close the pipe, as `head` does
@@ -233,7 +342,12 @@ fn a_closed_stdout_ends_the_run_in_order_and_saves_state() {
     assert_eq!(status.code(), Some(0));
     assert!(st.exists(), "no state saved");
     let o = Command::new(BIN).args(args).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "second run alerted again: {}", String::from_utf8_lossy(&o.stdout).lines().count());
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "second run alerted again: {}",
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    );
     assert!(o.stdout.is_empty());
 }
 
@@ -246,11 +360,15 @@ fn two_runs_cannot_share_a_state_file() {
     let (fs, ss) = (f.to_str().unwrap(), st.to_str().unwrap());
     let mut w = Watcher::start(&["watch", "--state", ss, "--file", fs, "--rule", "SEQ-"]);
     w.wait_err("watching", Duration::from_secs(10));
-    let (code, _, err) = run(&["watch", "--once", "--state", ss, "--file", fs, "--rule", "SEQ-"]);
+    let (code, _, err) = run(&[
+        "watch", "--once", "--state", ss, "--file", fs, "--rule", "SEQ-",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("in use by another tinywatcher"), "{err}");
     assert!(w.stop().success());
-    let (code, _, err) = run(&["watch", "--once", "--state", ss, "--file", fs, "--rule", "SEQ-"]);
+    let (code, _, err) = run(&[
+        "watch", "--once", "--state", ss, "--file", fs, "--rule", "SEQ-",
+    ]);
     assert!(code == 0 || code == 1, "{err}");
 }
 
@@ -262,13 +380,23 @@ fn check_reads_the_last_lines_of_stdin() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(b"ERROR old\nok\nERROR new\n").unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"ERROR old\nok\nERROR new\n")
+        .unwrap();
     let o = c.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(out.contains("stdin [rule] ERROR new") && !out.contains("ERROR old"), "{out}");
+    assert!(
+        out.contains("stdin [rule] ERROR new") && !out.contains("ERROR old"),
+        "{out}"
+    );
     let (code, _, err) = run(&["check", "--stream", "http://127.0.0.1:9/", "--rule", "x"]);
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = run(&["check", "--file", "/surely/not/here.log", "--rule", "x"]);
-    assert_eq!(code, 2, "nothing could be read is an error, not 'no match': {err}");
+    assert_eq!(
+        code, 2,
+        "nothing could be read is an error, not 'no match': {err}"
+    );
 }

@@ -53,7 +53,11 @@ fn start(d: &TempDir) -> Watcher {
 }
 
 fn alerts(w: &Watcher, rule: &str) -> Vec<serde_json::Value> {
-    w.stdout().iter().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["rule"] == rule).collect()
+    w.stdout()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["rule"] == rule)
+        .collect()
 }
 
 /// Append `text` then a sentinel line, and wait until the sentinel is alerted.
@@ -92,7 +96,10 @@ fn cooldown_counts_and_reports_suppressed_matches() {
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[1]["suppressed"], 2);
     let src = format!("file:{}", d.path("a.log").display());
-    assert_eq!(got[1]["message"], format!("cool 4 after 2 suppressed on box from {src}"));
+    assert_eq!(
+        got[1]["message"],
+        format!("cool 4 after 2 suppressed on box from {src}")
+    );
     assert_eq!(got[1]["captures"]["n"], "4");
 }
 
@@ -100,7 +107,13 @@ fn cooldown_counts_and_reports_suppressed_matches() {
 fn exclude_ignore_case_and_numbered_captures() {
     let d = TempDir::new("rules");
     let w = start(&d);
-    feed(&w, &d, "a.log", "db primary FAILED during health-check\ndb replica Failed hard\n", "s1");
+    feed(
+        &w,
+        &d,
+        "a.log",
+        "db primary FAILED during health-check\ndb replica Failed hard\n",
+        "s1",
+    );
     let got = alerts(&w, "quiet");
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["message"], "db replica: db replica Failed hard");

@@ -79,7 +79,11 @@ fn a_second_signal_exits_at_once() {
     w.signal(15);
     let status = w.wait(T);
     assert_eq!(status.code(), Some(130));
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -93,7 +97,11 @@ fn sigint_when_idle_exits_0_promptly() {
     w.signal(2);
     let status = w.wait(T);
     assert_eq!(status.code(), Some(0));
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -106,7 +114,14 @@ fn a_stalled_stdout_does_not_hold_matching_back() {
     let text: String = (0..12_000).map(|i| format!("ERROR stall-{i}\n")).collect();
     let log = d.write("app.log", &text);
     let mut c = std::process::Command::new(crate::util::BIN)
-        .args(["watch", "--once", "--file", log.to_str().unwrap(), "--rule", "ERROR"])
+        .args([
+            "watch",
+            "--once",
+            "--file",
+            log.to_str().unwrap(),
+            "--rule",
+            "ERROR",
+        ])
         .env("RUST_LOG", "tinywatcher=info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -115,7 +130,10 @@ fn a_stalled_stdout_does_not_hold_matching_back() {
     let _stdout = c.stdout.take(); // never read
     let end = Instant::now() + Duration::from_secs(30);
     while c.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < end, "the run did not end: matching is held back by stdout");
+        assert!(
+            Instant::now() < end,
+            "the run did not end: matching is held back by stdout"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut err = String::new();

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(15);
 
 fn seq(r: std::ops::RangeInclusive<u32>) -> String {
-    r.map(|i| format!("SEQ-{i:06} something happened\n")).collect()
+    r.map(|i| format!("SEQ-{i:06} something happened\n"))
+        .collect()
 }
 
 fn s(p: &Path) -> &str {
@@ -21,7 +22,14 @@ fn s(p: &Path) -> &str {
 
 /// The sequence numbers alerted in `out`, in order.
 fn numbers(out: &str) -> Vec<u32> {
-    out.lines().filter_map(|l| l.split("SEQ-").nth(1).and_then(|r| r.get(..6)).and_then(|n| n.parse().ok())).collect()
+    out.lines()
+        .filter_map(|l| {
+            l.split("SEQ-")
+                .nth(1)
+                .and_then(|r| r.get(..6))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
 }
 
 /// How often each number was alerted.
@@ -35,7 +43,16 @@ fn counts(nums: &[u32]) -> BTreeMap<u32, usize> {
 
 /// `watch --once --state STATE --file FILE --rule SEQ-`: (exit code, numbers, stderr).
 fn once(state: &Path, file: &Path) -> (i32, Vec<u32>, String) {
-    let (code, out, err) = run(&["watch", "--once", "--state", s(state), "--file", s(file), "--rule", "SEQ-"]);
+    let (code, out, err) = run(&[
+        "watch",
+        "--once",
+        "--state",
+        s(state),
+        "--file",
+        s(file),
+        "--rule",
+        "SEQ-",
+    ]);
     (code, numbers(&out), err)
 }
 
@@ -58,7 +75,10 @@ fn once_twice_across_a_rename_rotation() {
     assert_eq!(code, 0, "{err}");
     // The rotated file's rest first, then the new file from its start.
     assert_eq!(got, range(101..=200), "{err}");
-    assert!(err.contains("rotated") && err.contains("app.log.1"), "{err}");
+    assert!(
+        err.contains("rotated") && err.contains("app.log.1"),
+        "{err}"
+    );
     // Nothing new: no alert, exit 1.
     let (code, got, err) = once(&st, &log);
     assert_eq!((code, got.len()), (1, 0), "{err}");
@@ -73,13 +93,23 @@ fn once_twice_across_a_copytruncate() {
     assert_eq!((code, got), (0, range(1..=100)));
     // logrotate copytruncate: copy, then truncate in place; the writer goes on.
     std::fs::copy(&log, d.path("app.log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     append(&log, &seq(101..=130));
     let (code, got, err) = once(&st, &log);
     assert_eq!(code, 0, "{err}");
     assert_eq!(got, range(101..=130), "{err}");
     // Truncated to fewer bytes than the saved position, then more lines than before.
-    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     append(&log, &seq(131..=300));
     let (code, got, err) = once(&st, &log);
     assert_eq!(code, 0, "{err}");
@@ -95,7 +125,14 @@ fn once_twice_across_a_copytruncate_with_lines_appended_in_between() {
     let log = d.write("app.log", &seq(1..=100));
     let st = d.path("state");
     let copy = d.path("app.log.1");
-    let truncate = || std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    let truncate = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap()
+    };
     let mut all = Vec::new();
     let (code, got, err) = once(&st, &log);
     assert_eq!((code, &got), (0, &range(1..=100)), "{err}");
@@ -107,7 +144,11 @@ fn once_twice_across_a_copytruncate_with_lines_appended_in_between() {
     append(&log, &seq(111..=130));
     let (code, got, err) = once(&st, &log);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(got, range(101..=130), "the copy's rest first, then the file from its start: {err}");
+    assert_eq!(
+        got,
+        range(101..=130),
+        "the copy's rest first, then the file from its start: {err}"
+    );
     assert!(err.contains("app.log.1"), "{err}");
     all.extend(got);
     // A plain copytruncate, nothing written in between: the copy has nothing
@@ -132,7 +173,10 @@ fn once_twice_across_a_copytruncate_with_lines_appended_in_between() {
     assert_eq!((code, &got), (0, &range(151..=155)), "{err}");
     all.extend(got);
     let c = counts(&all);
-    assert!((1..=155).all(|n| c.get(&n) == Some(&1)), "each number exactly once: {c:?}");
+    assert!(
+        (1..=155).all(|n| c.get(&n) == Some(&1)),
+        "each number exactly once: {c:?}"
+    );
     assert_eq!(c.len(), 155);
     // Nothing new: no alert.
     let (code, got, err) = once(&st, &log);
@@ -201,7 +245,11 @@ fn once_over_a_glob_and_stdin() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(seq(1..=5).as_bytes()).unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(seq(1..=5).as_bytes())
+        .unwrap();
     let o = c.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(numbers(&String::from_utf8_lossy(&o.stdout)), range(1..=5));
@@ -212,7 +260,15 @@ fn watch_state_resumes_after_a_clean_stop() {
     let d = TempDir::new("st-term");
     let log = d.write("app.log", "");
     let st = d.path("state");
-    let args = ["watch", "--state", s(&st), "--file", s(&log), "--rule", "SEQ-"];
+    let args = [
+        "watch",
+        "--state",
+        s(&st),
+        "--file",
+        s(&log),
+        "--rule",
+        "SEQ-",
+    ];
     let mut w = Watcher::start(&args);
     w.wait_err("watching", T);
     append(&log, &seq(1..=10));
@@ -244,7 +300,15 @@ fn kill_9_in_the_middle_of_watch_state_loses_nothing() {
     let d = TempDir::new("st-kill");
     let log = d.write("app.log", "");
     let st = d.path("state");
-    let args = ["watch", "--state", s(&st), "--file", s(&log), "--rule", "SEQ-"];
+    let args = [
+        "watch",
+        "--state",
+        s(&st),
+        "--file",
+        s(&log),
+        "--rule",
+        "SEQ-",
+    ];
     let mut w = Watcher::start(&args);
     w.wait_err("watching", T);
     // 5000 lines in bursts of 50 every 40 ms (~4 s), while we kill it halfway.
@@ -260,7 +324,9 @@ fn kill_9_in_the_middle_of_watch_state_loses_nothing() {
             times
         })
     };
-    wait_for(T, "alerts out and a position saved", || w.count_out("SEQ-") >= 3000 && saved_pos(&st).is_some_and(|p| p > 0));
+    wait_for(T, "alerts out and a position saved", || {
+        w.count_out("SEQ-") >= 3000 && saved_pos(&st).is_some_and(|p| p > 0)
+    });
     w.child.kill().unwrap(); // SIGKILL
     let killed = Instant::now();
     w.wait(T);
@@ -276,15 +342,40 @@ fn kill_9_in_the_middle_of_watch_state_loses_nothing() {
     all.extend(&run2);
     let c = counts(&all);
     let lost: Vec<u32> = (1..=6000).filter(|n| !c.contains_key(n)).collect();
-    assert!(lost.is_empty(), "lost {} line(s), e.g. {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(
+        lost.is_empty(),
+        "lost {} line(s), e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
     assert!(c.keys().all(|&n| (1..=6000).contains(&n)));
     // Repeated: only lines after the last save, which writes what was matched
     // a tick (1 s) before it, at most a second before the kill.
     let dups: Vec<u32> = c.iter().filter(|(_, &k)| k > 1).map(|(&n, _)| n).collect();
-    eprintln!("run 1: {} alerts (last {:?}); run 2: {}; repeated: {}", run1.len(), run1.last(), run2.len(), dups.len());
-    let recent = times.iter().filter(|(t, _)| *t + Duration::from_millis(2500) >= killed).map(|(_, n)| *n).next().map_or(0, |first_recent| first_recent - 50);
-    assert!(dups.iter().all(|&n| n > recent), "repeated lines from before {recent} (kill at {}): {:?}", run1.last().unwrap(), &dups[..dups.len().min(10)]);
-    assert!(w.stderr().iter().any(|l| l.contains("resuming at byte")), "{:?}", w.stderr());
+    eprintln!(
+        "run 1: {} alerts (last {:?}); run 2: {}; repeated: {}",
+        run1.len(),
+        run1.last(),
+        run2.len(),
+        dups.len()
+    );
+    let recent = times
+        .iter()
+        .filter(|(t, _)| *t + Duration::from_millis(2500) >= killed)
+        .map(|(_, n)| *n)
+        .next()
+        .map_or(0, |first_recent| first_recent - 50);
+    assert!(
+        dups.iter().all(|&n| n > recent),
+        "repeated lines from before {recent} (kill at {}): {:?}",
+        run1.last().unwrap(),
+        &dups[..dups.len().min(10)]
+    );
+    assert!(
+        w.stderr().iter().any(|l| l.contains("resuming at byte")),
+        "{:?}",
+        w.stderr()
+    );
 }
 
 #[test]
@@ -299,14 +390,24 @@ fn a_corrupt_state_file_is_a_warning_and_a_fresh_start() {
     for (what, text) in [
         ("garbage", "\u{1}\u{2}garbage, not JSON".to_string()),
         ("truncated", good[..good.len() / 2].to_string()),
-        ("version 999", good.replace("\"version\":1", "\"version\":999")),
+        (
+            "version 999",
+            good.replace("\"version\":1", "\"version\":999"),
+        ),
         ("empty", String::new()),
     ] {
         std::fs::write(&st, &text).unwrap();
         let (code, got, err) = once(&st, &log);
         assert_eq!(code, 0, "{what}: {err}");
-        assert_eq!(got, range(1..=5), "{what}: a fresh start reads the file from its start");
-        assert!(err.contains("WARN") && err.contains(s(&st)) && err.contains("starting fresh"), "{what}: {err}");
+        assert_eq!(
+            got,
+            range(1..=5),
+            "{what}: a fresh start reads the file from its start"
+        );
+        assert!(
+            err.contains("WARN") && err.contains(s(&st)) && err.contains("starting fresh"),
+            "{what}: {err}"
+        );
         if what == "version 999" {
             assert!(err.contains("version 999"), "{err}");
         }
@@ -340,7 +441,12 @@ fn a_state_entry_for_a_file_that_no_longer_exists_costs_only_that_file() {
     append(&b, &seq(11..=12));
     let (code, got, err) = go();
     assert_eq!((code, got), (0, range(11..=12)), "{err}");
-    assert!(err.contains("WARN") && err.contains(s(&st)) && err.contains(&format!("{} no longer exists", s(&a))), "{err}");
+    assert!(
+        err.contains("WARN")
+            && err.contains(s(&st))
+            && err.contains(&format!("{} no longer exists", s(&a))),
+        "{err}"
+    );
     // It comes back: a new file, read from its start.
     std::fs::write(&a, seq(13..=14)).unwrap();
     let (code, got, err) = go();
@@ -356,22 +462,48 @@ fn a_state_directory_that_is_not_writable_is_exit_2_at_start() {
     let st = file.join("state");
     for extra in [&["--once"][..], &[][..]] {
         let t = Instant::now();
-        let mut args = vec!["watch", "--state", s(&st), "--file", s(&log), "--rule", "SEQ-"];
+        let mut args = vec![
+            "watch",
+            "--state",
+            s(&st),
+            "--file",
+            s(&log),
+            "--rule",
+            "SEQ-",
+        ];
         args.extend(extra);
         let (code, out, err) = run(&args);
         assert_eq!(code, 2, "{err}");
         assert!(out.is_empty(), "nothing read before the error: {out}");
-        assert!(err.contains(s(&st)) && err.contains("cannot write"), "{err}");
+        assert!(
+            err.contains(s(&st)) && err.contains("cannot write"),
+            "{err}"
+        );
         assert!(t.elapsed() < Duration::from_secs(5));
     }
-    let (code, _, err) = run(&["watch", "--state", s(d.0.as_path()), "--file", s(&log), "--rule", "SEQ-"]);
+    let (code, _, err) = run(&[
+        "watch",
+        "--state",
+        s(d.0.as_path()),
+        "--file",
+        s(&log),
+        "--rule",
+        "SEQ-",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("is a directory"), "{err}");
 }
 
 #[test]
 fn once_with_only_a_stream_is_exit_2() {
-    let (code, out, err) = run(&["watch", "--once", "--stream", "tcp://127.0.0.1:9", "--rule", "x"]);
+    let (code, out, err) = run(&[
+        "watch",
+        "--once",
+        "--stream",
+        "tcp://127.0.0.1:9",
+        "--rule",
+        "x",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     assert!(err.contains("--once") && err.contains("--file"), "{err}");
@@ -394,6 +526,10 @@ fn once_keeps_cooldown_and_threshold_within_a_run() {
     let t: Vec<&str> = out.lines().filter(|l| l.contains("[t]")).collect();
     assert_eq!(r.len(), 1, "{out}");
     assert!(r[0].contains("SEQ-000001"), "{out}");
-    assert_eq!(t.len(), 1, "the 3rd of 5..9 fires, then the window starts over: {out}");
+    assert_eq!(
+        t.len(),
+        1,
+        "the 3rd of 5..9 fires, then the window starts over: {out}"
+    );
     assert!(t[0].contains("SEQ-000007"), "{out}");
 }

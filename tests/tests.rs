@@ -5,15 +5,15 @@ mod fake;
 mod util;
 
 mod cli;
+mod file_follow;
+mod listen;
 mod logrotate;
 mod oneshot;
 mod rules;
-mod file_follow;
-mod listen;
 mod shutdown;
 mod state;
 mod streams;
-mod webhook;
-mod websocket;
 #[cfg(feature = "tls")]
 mod tls;
+mod webhook;
+mod websocket;

@@ -19,16 +19,22 @@ fn tls_dir() -> PathBuf {
 fn acceptor() -> Arc<native_tls::TlsAcceptor> {
     let cert = std::fs::read(tls_dir().join("server.pem")).unwrap();
     let key = std::fs::read(tls_dir().join("server.key")).unwrap();
-    let id = native_tls::Identity::from_pkcs8(&cert, &key).expect("tests/tls/server.pem + server.key");
+    let id =
+        native_tls::Identity::from_pkcs8(&cert, &key).expect("tests/tls/server.pem + server.key");
     Arc::new(native_tls::TlsAcceptor::new(id).unwrap())
 }
 
 /// Accept TLS on `s` (blocking, 5 s at most), then give the socket back its
 /// short read timeout. `None` when the client gave up (e.g. did not trust us).
-fn tls_accept(acc: &native_tls::TlsAcceptor, s: TcpStream) -> Option<native_tls::TlsStream<TcpStream>> {
+fn tls_accept(
+    acc: &native_tls::TlsAcceptor,
+    s: TcpStream,
+) -> Option<native_tls::TlsStream<TcpStream>> {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let t = acc.accept(s).ok()?;
-    let _ = t.get_ref().set_read_timeout(Some(Duration::from_millis(50)));
+    let _ = t
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(50)));
     Some(t)
 }
 
@@ -47,7 +53,10 @@ fn wss_config(dir: &TempDir, port: u16, tls: &str) -> PathBuf {
 }
 
 fn ca_file() -> String {
-    format!("tls: {{ ca_file: {:?} }}", tls_dir().join("ca.pem").to_str().unwrap())
+    format!(
+        "tls: {{ ca_file: {:?} }}",
+        tls_dir().join("ca.pem").to_str().unwrap()
+    )
 }
 
 #[test]
@@ -73,11 +82,20 @@ fn wss_with_an_untrusted_certificate_is_refused_plainly() {
     });
     let dir = TempDir::new("wss-untrusted");
     // No ca_file: the system roots do not know our test CA.
-    let cfg = crate::websocket::ws_config(&dir, &format!("wss://127.0.0.1:{}/", srv.port), "max_reconnect_delay: 30", "ERR");
+    let cfg = crate::websocket::ws_config(
+        &dir,
+        &format!("wss://127.0.0.1:{}/", srv.port),
+        "max_reconnect_delay: 30",
+        "ERR",
+    );
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
     w.wait_err("TLS certificate of 127.0.0.1 did not verify", T);
     // Still running (no crash), retried at the maximum delay, nothing matched.
-    assert!(w.child.try_wait().unwrap().is_none(), "tinywatcher exited: {:?}", w.stderr());
+    assert!(
+        w.child.try_wait().unwrap().is_none(),
+        "tinywatcher exited: {:?}",
+        w.stderr()
+    );
     assert!(srv.connections() == 0 && w.count_out("ALERT") == 0);
     let err = w.stderr().join("\n");
     assert!(!err.contains("ended the stream"), "{err}");
@@ -96,7 +114,11 @@ fn wss_insecure_connects_with_a_warning() {
     w.wait_out(&alert("ERR insecure but read"), T);
     w.wait_err("NOT verified", T);
     assert!(w.stop().success());
-    let warnings = w.stderr().iter().filter(|l| l.contains("NOT verified")).count();
+    let warnings = w
+        .stderr()
+        .iter()
+        .filter(|l| l.contains("NOT verified"))
+        .count();
     assert_eq!(warnings, 1, "{:?}", w.stderr());
 }
 
@@ -108,7 +130,9 @@ fn wss_shutdown_sends_close_through_tls() {
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
     w.wait_err("connected to wss://", T);
     assert!(w.stop().success());
-    srv.wait(Duration::from_secs(2), "a Close frame", |_, e| *e == Ev::Close);
+    srv.wait(Duration::from_secs(2), "a Close frame", |_, e| {
+        *e == Ev::Close
+    });
 }
 
 /// `tls://host:port` tcp streams use the same TLS setup.
@@ -166,10 +190,18 @@ fn sigterm_during_a_tls_handshake_with_a_silent_server_exits_promptly() {
     let st = w.stop();
     let took = t0.elapsed();
     assert!(st.success(), "{st:?}");
-    assert!(took < Duration::from_millis(1500), "exit took {took:?}; stderr: {:?}", w.stderr());
+    assert!(
+        took < Duration::from_millis(1500),
+        "exit took {took:?}; stderr: {:?}",
+        w.stderr()
+    );
     // Each stream thread ended (rather than being left behind at exit).
     for name in ["t", "h"] {
         let needle = format!("stream {name}: stopped after");
-        assert!(w.stderr().iter().any(|l| l.contains(&needle)), "no {needle:?}: {:?}", w.stderr());
+        assert!(
+            w.stderr().iter().any(|l| l.contains(&needle)),
+            "no {needle:?}: {:?}",
+            w.stderr()
+        );
     }
 }

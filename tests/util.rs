@@ -18,7 +18,11 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!("tw-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let p = std::env::temp_dir().join(format!(
+            "tw-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -47,7 +51,11 @@ pub fn wait_for(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
 
 /// `wait_for`, with the failure message made only when the time is up (so it
 /// can show what the watcher said meanwhile).
-pub fn wait_for_else(timeout: Duration, what: impl FnOnce() -> String, mut cond: impl FnMut() -> bool) {
+pub fn wait_for_else(
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    mut cond: impl FnMut() -> bool,
+) {
     let end = Instant::now() + timeout;
     loop {
         if cond() {
@@ -62,7 +70,11 @@ pub fn wait_for_else(timeout: Duration, what: impl FnOnce() -> String, mut cond:
 
 /// Append text to a file (creating it).
 pub fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
 
@@ -101,7 +113,10 @@ impl Watcher {
     /// Start with a hook to adjust the command (env, stdin…).
     pub fn start_with(args: &[&str], f: impl FnOnce(&mut Command)) -> Watcher {
         let mut c = Command::new(BIN);
-        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        c.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         c.env("RUST_LOG", "tinywatcher=debug");
         f(&mut c);
         let mut child = c.spawn().expect("start tinywatcher");
@@ -118,37 +133,79 @@ impl Watcher {
     }
     /// stdout lines containing `needle`.
     pub fn count_out(&self, needle: &str) -> usize {
-        self.out.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
     /// Wait for a stdout line containing `needle`.
     pub fn wait_out(&self, needle: &str, timeout: Duration) {
-        wait_for_else(timeout, || format!("stdout line with {needle:?}; stdout: {:?}; stderr: {:?}", self.stdout(), self.stderr()), || {
-            self.count_out(needle) > 0 || self.exited_early()
-        });
-        assert!(self.count_out(needle) > 0, "tinywatcher exited before printing {needle:?}; stderr: {:?}", self.stderr());
+        wait_for_else(
+            timeout,
+            || {
+                format!(
+                    "stdout line with {needle:?}; stdout: {:?}; stderr: {:?}",
+                    self.stdout(),
+                    self.stderr()
+                )
+            },
+            || self.count_out(needle) > 0 || self.exited_early(),
+        );
+        assert!(
+            self.count_out(needle) > 0,
+            "tinywatcher exited before printing {needle:?}; stderr: {:?}",
+            self.stderr()
+        );
     }
     /// Alerts of rule `r` from identity `test` (as `stdout_config` and the
     /// stream/listener test configs make them) whose line ends with `text`.
     pub fn count_alert(&self, text: &str) -> usize {
-        self.out.lock().unwrap().iter().filter(|l| l.contains("ALERT [test] [r]: ") && l.ends_with(text)).count()
+        self.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("ALERT [test] [r]: ") && l.ends_with(text))
+            .count()
     }
     /// Wait for such an alert.
     pub fn wait_alert(&self, text: &str, timeout: Duration) {
-        wait_for_else(timeout, || format!("an alert for {text:?}; stdout {:?}; stderr {:?}", self.stdout(), self.stderr()), || {
-            self.count_alert(text) > 0
-        });
+        wait_for_else(
+            timeout,
+            || {
+                format!(
+                    "an alert for {text:?}; stdout {:?}; stderr {:?}",
+                    self.stdout(),
+                    self.stderr()
+                )
+            },
+            || self.count_alert(text) > 0,
+        );
     }
     /// Wait for a stderr line containing `needle`.
     pub fn wait_err(&self, needle: &str, timeout: Duration) {
         let seen = || self.err.lock().unwrap().iter().any(|l| l.contains(needle));
-        wait_for_else(timeout, || format!("stderr line with {needle:?}; stderr: {:?}", self.stderr()), || seen() || self.exited_early());
-        assert!(seen(), "tinywatcher exited before saying {needle:?}; stderr: {:?}", self.stderr());
+        wait_for_else(
+            timeout,
+            || format!("stderr line with {needle:?}; stderr: {:?}", self.stderr()),
+            || seen() || self.exited_early(),
+        );
+        assert!(
+            seen(),
+            "tinywatcher exited before saying {needle:?}; stderr: {:?}",
+            self.stderr()
+        );
     }
     /// Has the process ended (a zombie not yet waited for)? Lets waits fail
     /// at once, with its stderr, instead of at their deadline.
     fn exited_early(&self) -> bool {
-        let ended = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .map_or(true, |s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+        let ended =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
         if ended {
             // Let the collector threads take the last lines.
             std::thread::sleep(Duration::from_millis(50));
@@ -178,7 +235,10 @@ impl Watcher {
             }
             if Instant::now() > end {
                 let _ = self.child.kill();
-                panic!("tinywatcher did not exit within {timeout:?}; stderr: {:?}", self.stderr());
+                panic!(
+                    "tinywatcher did not exit within {timeout:?}; stderr: {:?}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -199,8 +259,16 @@ extern "C" {
 
 /// Run tinywatcher to completion: (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    let o = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// A config that follows `files` and prints every match of `pattern` (cooldown 0) on stdout.

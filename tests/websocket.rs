@@ -34,7 +34,10 @@ pub struct Hs {
 
 impl Hs {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -89,7 +92,11 @@ impl Peer {
                     let _ = self.ws.flush();
                 }
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return false,
             }
         }
@@ -123,7 +130,11 @@ pub struct WsServer {
 
 impl WsServer {
     pub fn start(accept: Accept, script: impl Fn(&mut Peer) + Send + Sync + 'static) -> WsServer {
-        Self::start_wrapped(Arc::new(|s| Some(Box::new(s) as Box<dyn Rw>)), accept, script)
+        Self::start_wrapped(
+            Arc::new(|s| Some(Box::new(s) as Box<dyn Rw>)),
+            accept,
+            script,
+        )
     }
 
     /// Accept everything, no subprotocol.
@@ -131,7 +142,11 @@ impl WsServer {
         Self::start(Arc::new(|_| Ok(None)), script)
     }
 
-    pub fn start_wrapped(wrap: Wrap, accept: Accept, script: impl Fn(&mut Peer) + Send + Sync + 'static) -> WsServer {
+    pub fn start_wrapped(
+        wrap: Wrap,
+        accept: Accept,
+        script: impl Fn(&mut Peer) + Send + Sync + 'static,
+    ) -> WsServer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let (tx, rx) = unbounded();
@@ -147,7 +162,14 @@ impl WsServer {
                 }
                 let Ok(s) = s else { continue };
                 let n = count.fetch_add(1, Ordering::SeqCst);
-                let (tx, stop, hs, accept, script, wrap) = (tx.clone(), stop2.clone(), hs2.clone(), accept.clone(), script.clone(), wrap.clone());
+                let (tx, stop, hs, accept, script, wrap) = (
+                    tx.clone(),
+                    stop2.clone(),
+                    hs2.clone(),
+                    accept.clone(),
+                    script.clone(),
+                    wrap.clone(),
+                );
                 std::thread::spawn(move || {
                     let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
                     let _ = s.set_nodelay(true);
@@ -157,45 +179,75 @@ impl WsServer {
                     };
                     // The error type is tungstenite's.
                     #[allow(clippy::result_large_err)]
-                    let cb = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-                        let h = Hs {
-                            path: req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default(),
-                            headers: req.headers().iter().map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect(),
+                    let cb =
+                        |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+                            let h = Hs {
+                                path: req
+                                    .uri()
+                                    .path_and_query()
+                                    .map(|p| p.as_str().to_string())
+                                    .unwrap_or_default(),
+                                headers: req
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.as_str().to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                    .collect(),
+                            };
+                            hs.lock().unwrap().push(h.clone());
+                            let _ = tx.send((n, Ev::Handshake(h.path.clone())));
+                            match accept(&h) {
+                                Ok(Some(p)) => {
+                                    resp.headers_mut()
+                                        .insert("Sec-WebSocket-Protocol", p.parse().unwrap());
+                                    Ok(resp)
+                                }
+                                Ok(None) => Ok(resp),
+                                Err(status) => {
+                                    let mut e = ErrorResponse::new(Some("refused".into()));
+                                    *e.status_mut() =
+                                        tungstenite::http::StatusCode::from_u16(status).unwrap();
+                                    Err(e)
+                                }
+                            }
                         };
-                        hs.lock().unwrap().push(h.clone());
-                        let _ = tx.send((n, Ev::Handshake(h.path.clone())));
-                        match accept(&h) {
-                            Ok(Some(p)) => {
-                                resp.headers_mut().insert("Sec-WebSocket-Protocol", p.parse().unwrap());
-                                Ok(resp)
-                            }
-                            Ok(None) => Ok(resp),
-                            Err(status) => {
-                                let mut e = ErrorResponse::new(Some("refused".into()));
-                                *e.status_mut() = tungstenite::http::StatusCode::from_u16(status).unwrap();
-                                Err(e)
-                            }
-                        }
-                    };
                     // The handshake may see read timeouts: retry it.
                     let mut hs_res = tungstenite::accept_hdr(s, cb);
                     let deadline = Instant::now() + Duration::from_secs(5);
                     let ws = loop {
                         match hs_res {
                             Ok(ws) => break Some(ws),
-                            Err(tungstenite::HandshakeError::Interrupted(mid)) if Instant::now() < deadline => hs_res = mid.handshake(),
+                            Err(tungstenite::HandshakeError::Interrupted(mid))
+                                if Instant::now() < deadline =>
+                            {
+                                hs_res = mid.handshake()
+                            }
                             Err(_) => break None,
                         }
                     };
                     if let Some(ws) = ws {
-                        let mut p = Peer { ws, n, ev: tx.clone(), stop };
+                        let mut p = Peer {
+                            ws,
+                            n,
+                            ev: tx.clone(),
+                            stop,
+                        };
                         script(&mut p);
                     }
                     let _ = tx.send((n, Ev::Ended));
                 });
             }
         });
-        WsServer { port, ev: rx, handshakes, stop }
+        WsServer {
+            port,
+            ev: rx,
+            handshakes,
+            stop,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -203,14 +255,21 @@ impl WsServer {
     }
 
     /// Wait for an event matching `f` (events before it are dropped); panics after `timeout`.
-    pub fn wait(&self, timeout: Duration, what: &str, mut f: impl FnMut(usize, &Ev) -> bool) -> (usize, Ev) {
+    pub fn wait(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(usize, &Ev) -> bool,
+    ) -> (usize, Ev) {
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.ev.recv_timeout(left) {
                 Ok((n, e)) if f(n, &e) => return (n, e),
                 Ok(_) => {}
-                Err(_) => panic!("timed out after {timeout:?} waiting for the server to see: {what}"),
+                Err(_) => {
+                    panic!("timed out after {timeout:?} waiting for the server to see: {what}")
+                }
             }
         }
     }
@@ -235,7 +294,10 @@ pub fn ws_config(dir: &TempDir, url: &str, extra: &str, pattern: &str) -> std::p
     // Quick reconnects unless `extra` says otherwise.
     let mut keys = String::new();
     for (k, v) in [("reconnect_delay", "0.1"), ("max_reconnect_delay", "0.3")] {
-        if !extra.split(',').any(|kv| kv.trim().starts_with(&format!("{k}:"))) {
+        if !extra
+            .split(',')
+            .any(|kv| kv.trim().starts_with(&format!("{k}:")))
+        {
             keys.push_str(&format!(", {k}: {v}"));
         }
     }
@@ -278,7 +340,15 @@ fn text_and_binary_messages_are_split_into_lines() {
     let dir = TempDir::new("ws-lines");
     let cfg = ws_config(&dir, &srv.url("/logs"), "", "ERR");
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
-    for l in ["ERR one", "ERR two", "ERR partial", "ERR three", "ERR four", "ERR bad \u{FFFD}\u{FFFD} utf8", "ERR last"] {
+    for l in [
+        "ERR one",
+        "ERR two",
+        "ERR partial",
+        "ERR three",
+        "ERR four",
+        "ERR bad \u{FFFD}\u{FFFD} utf8",
+        "ERR last",
+    ] {
         w.wait_out(&alert(l), T);
     }
     assert_eq!(w.count_out("ALERT"), 7, "{:?}", w.stdout());
@@ -307,7 +377,11 @@ fn headers_and_subprotocols_are_sent_on_the_handshake() {
     let a = hs.iter().find(|h| h.path == "/a").expect("handshake on /a");
     assert_eq!(a.header("X-Api-Key"), Some("k-12345"));
     assert_eq!(a.header("X-Other"), Some("two"));
-    assert!(a.header("User-Agent").is_some_and(|u| u.starts_with("tinywatcher/")), "{a:?}");
+    assert!(
+        a.header("User-Agent")
+            .is_some_and(|u| u.starts_with("tinywatcher/")),
+        "{a:?}"
+    );
     assert_eq!(a.header("Sec-WebSocket-Protocol"), None);
     let b = hs.iter().find(|h| h.path == "/b").expect("handshake on /b");
     assert_eq!(b.header("Authorization"), Some("Bearer tok-987"));
@@ -338,12 +412,30 @@ fn auth_is_sent_on_the_handshake() {
     );
     let cfg = dir.write("cfg.yaml", &s);
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
-    wait_for(T, &format!("three handshakes; stderr: {:?}", w.stderr()), || srv.connections() >= 3);
+    wait_for(
+        T,
+        &format!("three handshakes; stderr: {:?}", w.stderr()),
+        || srv.connections() >= 3,
+    );
     let hs = srv.handshakes.lock().unwrap().clone();
-    let get = |p: &str| hs.iter().find(|h| h.path == p).unwrap_or_else(|| panic!("handshake on {p}")).header("Authorization").map(str::to_string);
-    assert_eq!(get("/basic").as_deref(), Some("Basic dXNlcjpwYSBzcw=="), "base64 of user:pa ss");
+    let get = |p: &str| {
+        hs.iter()
+            .find(|h| h.path == p)
+            .unwrap_or_else(|| panic!("handshake on {p}"))
+            .header("Authorization")
+            .map(str::to_string)
+    };
+    assert_eq!(
+        get("/basic").as_deref(),
+        Some("Basic dXNlcjpwYSBzcw=="),
+        "base64 of user:pa ss"
+    );
     assert_eq!(get("/bearer").as_deref(), Some("Bearer tok-987"));
-    assert_eq!(get("/inurl").as_deref(), Some("Basic Ym9iOnMzY3JldA=="), "base64 of bob:s3cret");
+    assert_eq!(
+        get("/inurl").as_deref(),
+        Some("Basic Ym9iOnMzY3JldA=="),
+        "base64 of bob:s3cret"
+    );
     assert!(w.stop().success());
     let err = w.stderr().join("\n");
     for secret in ["tok-987", "dXNlcjpwYSBzcw", "s3cret", "pa ss"] {
@@ -361,7 +453,10 @@ fn kubernetes_pod_logs_over_websocket() {
             return Err(401);
         }
         let offered = h.header("Sec-WebSocket-Protocol").unwrap_or("");
-        if offered.split(',').any(|p| p.trim() == "base64.binary.k8s.io") {
+        if offered
+            .split(',')
+            .any(|p| p.trim() == "base64.binary.k8s.io")
+        {
             Ok(Some("base64.binary.k8s.io".into()))
         } else {
             Err(400)
@@ -392,11 +487,25 @@ fn kubernetes_pod_logs_over_websocket() {
     w.wait_out(&alert("2026-01-01T00:00:00Z ERR pod one"), T);
     w.wait_out(&alert("2026-01-01T00:00:02Z ERR pod two"), T);
     assert_eq!(w.count_out("ALERT"), 2, "{:?}", w.stdout());
-    assert!(srv.handshakes.lock().unwrap().iter().all(|h| h.path == path));
+    assert!(srv
+        .handshakes
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|h| h.path == path));
     // The wrong token: said plainly, retried at the maximum delay (not hammered).
     w.wait_err("credentials were refused", T);
-    let refused = srv.handshakes.lock().unwrap().iter().filter(|h| h.header("Authorization") == Some("Bearer wrong")).count();
-    assert_eq!(refused, 1, "a refused stream waits max_reconnect_delay before retrying");
+    let refused = srv
+        .handshakes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.header("Authorization") == Some("Bearer wrong"))
+        .count();
+    assert_eq!(
+        refused, 1,
+        "a refused stream waits max_reconnect_delay before retrying"
+    );
     let err = w.stderr().join("\n");
     assert!(err.contains("k8s-wrong") && err.contains("401"), "{err}");
     assert!(w.stop().success());
@@ -406,9 +515,15 @@ fn b64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
-            s.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            s.push(if i <= c.len() {
+                A[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
         }
     }
     s
@@ -424,7 +539,9 @@ fn a_server_ping_is_answered() {
     // Our own pings rarely, so the pong we wait for is the answer to the server's ping.
     let cfg = ws_config(&dir, &srv.url("/"), "ping_interval: 60", "ERR");
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
-    srv.wait(T, "Pong(\"are you there\")", |_, e| *e == Ev::Pong(b"are you there".to_vec()));
+    srv.wait(T, "Pong(\"are you there\")", |_, e| {
+        *e == Ev::Pong(b"are you there".to_vec())
+    });
     assert!(w.stop().success());
 }
 
@@ -444,7 +561,12 @@ fn a_peer_that_stops_answering_pings_is_dropped_after_idle_timeout() {
         }
     });
     let dir = TempDir::new("ws-idle");
-    let cfg = ws_config(&dir, &srv.url("/"), "idle_timeout: 1, ping_interval: 0.3", "ERR");
+    let cfg = ws_config(
+        &dir,
+        &srv.url("/"),
+        "idle_timeout: 1, ping_interval: 0.3",
+        "ERR",
+    );
     let start = Instant::now();
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
     // Our pings arrive about every 0.3 s.
@@ -454,7 +576,10 @@ fn a_peer_that_stops_answering_pings_is_dropped_after_idle_timeout() {
     w.wait_out(&alert("ERR after reconnect"), Duration::from_secs(8));
     let took = start.elapsed();
     // Not before 1.6 s (answered pings kept it alive) + 1 s (idle).
-    assert!(took >= Duration::from_millis(2400), "reconnected after {took:?}");
+    assert!(
+        took >= Duration::from_millis(2400),
+        "reconnected after {took:?}"
+    );
     w.wait_err("no data for 1 s", T);
     assert_eq!(srv.connections(), 2);
     assert!(w.stop().success());
@@ -493,8 +618,14 @@ fn an_oversized_message_drops_the_connection_and_we_reconnect() {
     assert_eq!(w.count_out("ALERT"), 1, "{:?}", w.stdout());
     assert_eq!(srv.connections(), 3);
     let err = w.stderr().join("\n");
-    assert!(err.contains("1073741824 bytes is over max_message_bytes (1024)"), "{err}");
-    assert!(err.contains("1025 bytes is over max_message_bytes (1024)"), "{err}");
+    assert!(
+        err.contains("1073741824 bytes is over max_message_bytes (1024)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1025 bytes is over max_message_bytes (1024)"),
+        "{err}"
+    );
     assert!(w.stop().success());
 }
 
@@ -502,7 +633,12 @@ fn an_oversized_message_drops_the_connection_and_we_reconnect() {
 fn shutdown_while_blocked_in_a_read_sends_close() {
     let srv = WsServer::simple(|p| p.hold());
     let dir = TempDir::new("ws-shutdown");
-    let cfg = ws_config(&dir, &srv.url("/"), "ping_interval: 60, idle_timeout: 0", "ERR");
+    let cfg = ws_config(
+        &dir,
+        &srv.url("/"),
+        "ping_interval: 60, idle_timeout: 0",
+        "ERR",
+    );
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
     srv.wait(T, "a handshake", |_, e| matches!(e, Ev::Handshake(_)));
     w.wait_err("connected to ws://", T);
@@ -510,8 +646,14 @@ fn shutdown_while_blocked_in_a_read_sends_close() {
     w.signal(15);
     let st = w.wait(Duration::from_secs(5));
     assert!(st.success(), "{st:?}");
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
-    srv.wait(Duration::from_secs(2), "a Close frame", |_, e| *e == Ev::Close);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    srv.wait(Duration::from_secs(2), "a Close frame", |_, e| {
+        *e == Ev::Close
+    });
 }
 
 #[test]
@@ -538,13 +680,21 @@ fn a_handshake_refused_or_wrong_is_said_plainly() {
 /// its output as a message.
 #[test]
 fn websocketd_serves_a_scripts_lines() {
-    let Some(wsd) = crate::util::peer("websocketd") else { return };
+    let Some(wsd) = crate::util::peer("websocketd") else {
+        return;
+    };
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let child = std::process::Command::new(wsd)
-        .args([&format!("--port={port}"), "--address=127.0.0.1", "sh", "-c", "printf 'ERR from websocketd 1\\nok\\nERR from websocketd 2\\n'; sleep 30"])
+        .args([
+            &format!("--port={port}"),
+            "--address=127.0.0.1",
+            "sh",
+            "-c",
+            "printf 'ERR from websocketd 1\\nok\\nERR from websocketd 2\\n'; sleep 30",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -557,7 +707,9 @@ fn websocketd_serves_a_scripts_lines() {
         }
     }
     let _guard = Kill(child);
-    wait_for(T, "websocketd listening", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    wait_for(T, "websocketd listening", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     let dir = TempDir::new("ws-websocketd");
     let cfg = ws_config(&dir, &format!("ws://127.0.0.1:{port}/"), "", "ERR");
     let mut w = Watcher::start(&["watch", "--config", cfg.to_str().unwrap()]);
@@ -566,4 +718,3 @@ fn websocketd_serves_a_scripts_lines() {
     assert_eq!(w.count_out("ALERT"), 2);
     assert!(w.stop().success());
 }
-

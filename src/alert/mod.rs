@@ -21,7 +21,9 @@ use crate::backoff::Backoff;
 use crate::config::AlertCfg;
 use crate::event::{Alert, Stop};
 use crate::stats::{self, STATS};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{
+    bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -88,7 +90,12 @@ impl Senders {
     /// through `stop`, so it ends in order (state saved, other alerts sent).
     /// `mute_stdout` (`--until-match`, which prints the matched line itself):
     /// stdout destinations take their alerts and print nothing.
-    pub fn start(alerts: &BTreeMap<String, AlertCfg>, json: bool, mute_stdout: bool, stop: &Stop) -> Result<Senders, String> {
+    pub fn start(
+        alerts: &BTreeMap<String, AlertCfg>,
+        json: bool,
+        mute_stdout: bool,
+        stop: &Stop,
+    ) -> Result<Senders, String> {
         let (wake, wake_rx) = bounded::<()>(0);
         let (done_tx, done) = bounded::<()>(0);
         let deadline = Arc::new(OnceLock::new());
@@ -96,7 +103,14 @@ impl Senders {
         let mut threads = Vec::new();
         for (name, cfg) in alerts {
             let pending = Arc::new(AtomicUsize::new(0));
-            let ctx = Ctx { name: Arc::from(name.as_str()), pending: pending.clone(), deadline: Deadline { wake: wake_rx.clone(), at: deadline.clone() } };
+            let ctx = Ctx {
+                name: Arc::from(name.as_str()),
+                pending: pending.clone(),
+                deadline: Deadline {
+                    wake: wake_rx.clone(),
+                    at: deadline.clone(),
+                },
+            };
             let done_tx = done_tx.clone();
             let builder = std::thread::Builder::new().name(format!("sender:{name}"));
             let (capacity, spawned) = match cfg {
@@ -128,14 +142,38 @@ impl Senders {
                     });
                     (capacity, h.map(|h| (h, tx)))
                 }
-                other => return Err(format!("alerts.{name}: destination type `{}` is not supported yet", other.type_name())),
+                other => {
+                    return Err(format!(
+                        "alerts.{name}: destination type `{}` is not supported yet",
+                        other.type_name()
+                    ))
+                }
             };
-            let (handle, tx) = spawned.map_err(|e| format!("cannot start the sender thread for {name}: {e}"))?;
+            let (handle, tx) =
+                spawned.map_err(|e| format!("cannot start the sender thread for {name}: {e}"))?;
             threads.push(handle);
-            let wait = if matches!(cfg, AlertCfg::Stdout(_)) { STDOUT_WAIT } else { Duration::ZERO };
-            dests.push(Dest { name: name.clone(), tx, capacity, wait, stalled: AtomicBool::new(false), pending, drops: Mutex::new(DropLog::default()) });
+            let wait = if matches!(cfg, AlertCfg::Stdout(_)) {
+                STDOUT_WAIT
+            } else {
+                Duration::ZERO
+            };
+            dests.push(Dest {
+                name: name.clone(),
+                tx,
+                capacity,
+                wait,
+                stalled: AtomicBool::new(false),
+                pending,
+                drops: Mutex::new(DropLog::default()),
+            });
         }
-        Ok(Senders { dests, threads, done, wake, deadline })
+        Ok(Senders {
+            dests,
+            threads,
+            done,
+            wake,
+            deadline,
+        })
     }
 
     /// Index of a destination by name.
@@ -150,7 +188,9 @@ impl Senders {
         // Counted before it is queued, so that the sender never sees it negative.
         d.pending.fetch_add(1, Ordering::SeqCst);
         let sent = match d.tx.try_send(alert) {
-            Err(TrySendError::Full(a)) if !d.wait.is_zero() && !d.stalled.load(Ordering::Relaxed) => {
+            Err(TrySendError::Full(a))
+                if !d.wait.is_zero() && !d.stalled.load(Ordering::Relaxed) =>
+            {
                 d.tx.send_timeout(a, d.wait).map_err(|e| match e {
                     SendTimeoutError::Timeout(_) => {
                         d.stalled.store(true, Ordering::Relaxed);
@@ -174,8 +214,16 @@ impl Senders {
             let mut log = d.drops.lock().unwrap_or_else(|e| e.into_inner());
             log.unreported += 1;
             let now = Instant::now();
-            if log.last.is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY) {
-                log::warn!("{}: {why} ({} alerts waiting): dropped {} alert(s) since the last report", d.name, d.capacity, log.unreported);
+            if log
+                .last
+                .is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY)
+            {
+                log::warn!(
+                    "{}: {why} ({} alerts waiting): dropped {} alert(s) since the last report",
+                    d.name,
+                    d.capacity,
+                    log.unreported
+                );
                 log.last = Some(now);
                 log.unreported = 0;
             }
@@ -185,7 +233,13 @@ impl Senders {
     /// Close every queue and wait, until `deadline` at most, for the senders to
     /// deliver (or give up on) what is queued. Returns how many alerts were left.
     pub fn finish(self, deadline: Instant) -> usize {
-        let Senders { dests, threads, done, wake, deadline: at } = self;
+        let Senders {
+            dests,
+            threads,
+            done,
+            wake,
+            deadline: at,
+        } = self;
         let _ = at.set(deadline);
         // Wake the senders sleeping in a backoff: they now see the deadline.
         drop(wake);
@@ -193,7 +247,11 @@ impl Senders {
         for d in dests {
             let log = d.drops.lock().unwrap_or_else(|e| e.into_inner());
             if log.unreported > 0 {
-                log::warn!("{}: queue full: dropped {} alert(s) since the last report", d.name, log.unreported);
+                log::warn!(
+                    "{}: queue full: dropped {} alert(s) since the last report",
+                    d.name,
+                    log.unreported
+                );
             }
             pending.push((d.name, d.pending));
             // `d.tx` is dropped here: the queue is closed, its sender drains it.
@@ -251,12 +309,21 @@ impl Deadline {
     fn none() -> (Deadline, Sender<()>, Arc<OnceLock<Instant>>) {
         let (tx, rx) = bounded(0);
         let at = Arc::new(OnceLock::new());
-        (Deadline { wake: rx, at: at.clone() }, tx, at)
+        (
+            Deadline {
+                wake: rx,
+                at: at.clone(),
+            },
+            tx,
+            at,
+        )
     }
 
     /// Time left before the deadline; `None` while there is none.
     pub fn remaining(&self) -> Option<Duration> {
-        self.at.get().map(|d| d.saturating_duration_since(Instant::now()))
+        self.at
+            .get()
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Has the deadline passed?
@@ -325,17 +392,28 @@ pub(crate) struct RetryPolicy {
 impl RetryPolicy {
     /// `max_attempts` in all, backoff from `TINYWATCHER_RETRY_BASE_MS` (default 500 ms) up to 30 s.
     pub fn new(max_attempts: u32) -> RetryPolicy {
-        let base_ms = std::env::var("TINYWATCHER_RETRY_BASE_MS").ok().and_then(|v| v.trim().parse::<u64>().ok());
+        let base_ms = std::env::var("TINYWATCHER_RETRY_BASE_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
         // Unit tests retry fast.
         let base_ms = base_ms.unwrap_or(if cfg!(test) { 10 } else { 500 });
-        RetryPolicy { max_attempts: max_attempts.max(1), base: Duration::from_millis(base_ms), max: MAX_BACKOFF }
+        RetryPolicy {
+            max_attempts: max_attempts.max(1),
+            base: Duration::from_millis(base_ms),
+            max: MAX_BACKOFF,
+        }
     }
 }
 
 /// The sender loop of a retrying destination: alerts in queue order, each
 /// tried up to `max_attempts` times; ends when the queue is closed and empty,
 /// or at the shutdown deadline (what is left stays counted in `pending`).
-pub(crate) fn run_retrying<D: Deliver>(mut dest: D, rx: Receiver<Arc<Alert>>, ctx: Ctx, policy: RetryPolicy) {
+pub(crate) fn run_retrying<D: Deliver>(
+    mut dest: D,
+    rx: Receiver<Arc<Alert>>,
+    ctx: Ctx,
+    policy: RetryPolicy,
+) {
     let mut backoff = Backoff::new(policy.base, policy.max);
     'alerts: while let Ok(alert) = rx.recv() {
         let mut attempt = 1;
@@ -349,15 +427,28 @@ pub(crate) fn run_retrying<D: Deliver>(mut dest: D, rx: Receiver<Arc<Alert>>, ct
                 Ok(()) => {
                     stats::add(&STATS.alerts_delivered, 1);
                     if attempt > 1 {
-                        log::info!("{}: delivered alert for rule {} on attempt {attempt}", ctx.name, alert.rule);
+                        log::info!(
+                            "{}: delivered alert for rule {} on attempt {attempt}",
+                            ctx.name,
+                            alert.rule
+                        );
                     }
                     break;
                 }
                 Err(f) if !f.retryable || attempt >= policy.max_attempts => {
                     stats::add(&STATS.alerts_failed, 1);
-                    let attempts = if attempt == 1 { "1 attempt".to_string() } else { format!("{attempt} attempts") };
+                    let attempts = if attempt == 1 {
+                        "1 attempt".to_string()
+                    } else {
+                        format!("{attempt} attempts")
+                    };
                     let final_ = if f.retryable { "" } else { " (not retryable)" };
-                    log::warn!("{}: dropping alert for rule {} after {attempts}: {}{final_}", ctx.name, alert.rule, f.reason);
+                    log::warn!(
+                        "{}: dropping alert for rule {} after {attempts}: {}{final_}",
+                        ctx.name,
+                        alert.rule,
+                        f.reason
+                    );
                     break;
                 }
                 Err(f) => {
@@ -366,9 +457,19 @@ pub(crate) fn run_retrying<D: Deliver>(mut dest: D, rx: Receiver<Arc<Alert>>, ct
                         None => backoff.next_delay(),
                     };
                     stats::add(&STATS.retries, 1);
-                    log::info!("{}: attempt {attempt} of {} for rule {} failed: {}; retrying in {}", ctx.name, policy.max_attempts, alert.rule, f.reason, human(delay));
+                    log::info!(
+                        "{}: attempt {attempt} of {} for rule {} failed: {}; retrying in {}",
+                        ctx.name,
+                        policy.max_attempts,
+                        alert.rule,
+                        f.reason,
+                        human(delay)
+                    );
                     if !ctx.deadline.sleep(delay) {
-                        log::debug!("{}: shutdown deadline reached during a retry backoff", ctx.name);
+                        log::debug!(
+                            "{}: shutdown deadline reached during a retry backoff",
+                            ctx.name
+                        );
                         break 'alerts;
                     }
                     attempt += 1;
@@ -451,15 +552,24 @@ fn test_alert(identity: &str) -> Alert {
 
 /// `tinywatcher test --send`: send one test alert to destination `name` now,
 /// synchronously, and say how it went.
-pub fn send_test(name: &str, cfg: &AlertCfg, config: &crate::config::Config, json: bool) -> Result<(), String> {
+pub fn send_test(
+    name: &str,
+    cfg: &AlertCfg,
+    config: &crate::config::Config,
+    json: bool,
+) -> Result<(), String> {
     let alert = test_alert(&config.identity);
     match cfg {
-        AlertCfg::Stdout(s) => stdout::print_one(&alert, name, json || s.json).map_err(|e| format!("cannot write to stdout: {e}")),
+        AlertCfg::Stdout(s) => stdout::print_one(&alert, name, json || s.json)
+            .map_err(|e| format!("cannot write to stdout: {e}")),
         AlertCfg::Webhook(w) => {
             let mut hook = webhook::Webhook::new(name, w)?;
             hook.deliver(&alert, None).map_err(|f| f.reason)
         }
-        other => Err(format!("destination type `{}` is not supported yet", other.type_name())),
+        other => Err(format!(
+            "destination type `{}` is not supported yet",
+            other.type_name()
+        )),
     }
 }
 
@@ -484,7 +594,14 @@ impl Utc {
         let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
         let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
         let (year, month, day) = civil_from_days(days);
-        Utc { year, month, day, hour: (rem / 3600) as u32, minute: (rem % 3600 / 60) as u32, second: (rem % 60) as u32 }
+        Utc {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem % 3600 / 60) as u32,
+            second: (rem % 60) as u32,
+        }
     }
 }
 
@@ -506,13 +623,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// `2026-12-04 10:00:00` (UTC), for text lines.
 pub(crate) fn text_time(t: SystemTime) -> String {
     let u = Utc::from(t);
-    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", u.year, u.month, u.day, u.hour, u.minute, u.second)
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
+    )
 }
 
 /// `2026-12-04T10:00:00Z`: RFC 3339 in UTC, for JSON.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     let u = Utc::from(t);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", u.year, u.month, u.day, u.hour, u.minute, u.second)
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
+    )
 }
 
 #[cfg(test)]

@@ -19,7 +19,14 @@ pub(crate) fn format(alert: &Alert, alert_name: &str, json: bool, out: &mut Vec<
         let _ = serde_json::to_writer(&mut *out, &Payload::new(alert, alert_name, true));
         out.push(b'\n');
     } else {
-        let _ = write!(out, "[{}] ALERT [{}] [{}]: {}", text_time(alert.time), alert.identity, alert.rule, alert.message);
+        let _ = write!(
+            out,
+            "[{}] ALERT [{}] [{}]: {}",
+            text_time(alert.time),
+            alert.identity,
+            alert.rule,
+            alert.message
+        );
         if alert.suppressed > 0 {
             let _ = write!(out, " ({} suppressed)", alert.suppressed);
         }
@@ -80,7 +87,9 @@ fn check(r: io::Result<()>, failed_once: &mut bool) -> bool {
         Err(e) => {
             if !*failed_once {
                 *failed_once = true;
-                log::error!("cannot write alerts to stdout: {e} (further errors are counted, not logged)");
+                log::error!(
+                    "cannot write alerts to stdout: {e} (further errors are counted, not logged)"
+                );
             }
             false
         }
@@ -126,10 +135,16 @@ mod tests {
     fn text_line() {
         let mut out = Vec::new();
         format(&alert(0), "console", false, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "[2026-12-04 10:00:00] ALERT [box] [errors]: boom 500\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[2026-12-04 10:00:00] ALERT [box] [errors]: boom 500\n"
+        );
         let mut out = Vec::new();
         format(&alert(3), "console", false, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "[2026-12-04 10:00:00] ALERT [box] [errors]: boom 500 (3 suppressed)\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[2026-12-04 10:00:00] ALERT [box] [errors]: boom 500 (3 suppressed)\n"
+        );
     }
 
     #[test]

@@ -31,9 +31,15 @@ fn time_formats_known_dates() {
         assert_eq!(rfc3339(at(secs)), rfc, "{secs}");
     }
     // Sub-second parts are cut, not rounded.
-    assert_eq!(rfc3339(at(59) + Duration::from_millis(999)), "1970-01-01T00:00:59Z");
+    assert_eq!(
+        rfc3339(at(59) + Duration::from_millis(999)),
+        "1970-01-01T00:00:59Z"
+    );
     // Before 1970: shown as the epoch rather than panicking.
-    assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00Z");
+    assert_eq!(
+        rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
+        "1970-01-01T00:00:00Z"
+    );
 }
 
 #[test]
@@ -43,7 +49,20 @@ fn civil_from_days_round_trips_every_day_of_four_centuries() {
     for z in 0..146_097 {
         assert_eq!(civil_from_days(z), (y, m, d), "day {z}");
         let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m as usize - 1];
+        let len = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ][m as usize - 1];
         d += 1;
         if d > len {
             d = 1;
@@ -79,7 +98,10 @@ struct Req {
 
 impl Req {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap()
@@ -102,7 +124,12 @@ fn recorder(script: Vec<Act>) -> (String, crossbeam_channel::Receiver<Req>) {
     (base, rx)
 }
 
-fn serve(conn: TcpStream, tx: crossbeam_channel::Sender<Req>, n: Arc<AtomicUsize>, script: Vec<Act>) {
+fn serve(
+    conn: TcpStream,
+    tx: crossbeam_channel::Sender<Req>,
+    n: Arc<AtomicUsize>,
+    script: Vec<Act>,
+) {
     let mut w = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
     loop {
@@ -111,7 +138,10 @@ fn serve(conn: TcpStream, tx: crossbeam_channel::Sender<Req>, n: Arc<AtomicUsize
             return;
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -126,17 +156,34 @@ fn serve(conn: TcpStream, tx: crossbeam_channel::Sender<Req>, n: Arc<AtomicUsize
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
         let mut body = vec![0; len];
         if r.read_exact(&mut body).is_err() {
             return;
         }
         let i = n.fetch_add(1, Ordering::SeqCst);
-        let _ = tx.send(Req { method, path, headers, body: String::from_utf8_lossy(&body).into_owned(), at: Instant::now() });
-        match script.get(i).cloned().unwrap_or(Act::Status(200, None, "ok")) {
+        let _ = tx.send(Req {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            at: Instant::now(),
+        });
+        match script
+            .get(i)
+            .cloned()
+            .unwrap_or(Act::Status(200, None, "ok"))
+        {
             Act::Status(code, retry_after, body) => {
                 let ra = retry_after.map_or(String::new(), |s| format!("Retry-After: {s}\r\n"));
-                let resp = format!("HTTP/1.1 {code} X\r\n{ra}Content-Length: {}\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 {code} X\r\n{ra}Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 if w.write_all(resp.as_bytes()).is_err() {
                     return;
                 }
@@ -173,7 +220,8 @@ fn alert(rule: &str, n: u64) -> Arc<Alert> {
 }
 
 fn recv(rx: &crossbeam_channel::Receiver<Req>, secs: u64) -> Req {
-    rx.recv_timeout(Duration::from_secs(secs)).expect("request to the recorder")
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("request to the recorder")
 }
 
 // ---------------------------------------------------------------------------
@@ -210,10 +258,13 @@ fn webhook_payload_method_and_headers() {
 #[test]
 fn webhook_without_labels_omits_them() {
     let (base, rx) = recorder(vec![]);
-    let mut hook = webhook::Webhook::new("h", match &alerts(&format!("h: {{ type: webhook, url: {base}/ }}\n"))["h"] {
-        AlertCfg::Webhook(w) => w,
-        _ => unreachable!(),
-    })
+    let mut hook = webhook::Webhook::new(
+        "h",
+        match &alerts(&format!("h: {{ type: webhook, url: {base}/ }}\n"))["h"] {
+            AlertCfg::Webhook(w) => w,
+            _ => unreachable!(),
+        },
+    )
     .unwrap();
     let mut a = (*alert("r", 0)).clone();
     a.labels = Arc::new(BTreeMap::new());
@@ -226,7 +277,13 @@ fn webhook_without_labels_omits_them() {
 #[test]
 fn alerts_arrive_in_order_on_one_connection_pool() {
     let (base, rx) = recorder(vec![]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(
+        &alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .unwrap();
     for n in 0..20 {
         s.dispatch(0, alert("r", n));
     }
@@ -238,13 +295,29 @@ fn alerts_arrive_in_order_on_one_connection_pool() {
 
 #[test]
 fn retries_5xx_then_succeeds() {
-    let (base, rx) = recorder(vec![Act::Status(500, None, "boom"), Act::Status(502, None, ""), Act::Status(204, None, "")]);
+    let (base, rx) = recorder(vec![
+        Act::Status(500, None, "boom"),
+        Act::Status(502, None, ""),
+        Act::Status(204, None, ""),
+    ]);
     let retries = stats::get(&STATS.retries);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(
+        &alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .unwrap();
     s.dispatch(0, alert("r", 7));
     s.dispatch(0, alert("r", 8));
-    let seen: Vec<u64> = (0..4).map(|_| recv(&rx, 5).json()["suppressed"].as_u64().unwrap()).collect();
-    assert_eq!(seen, [7, 7, 7, 8], "the same alert three times, then the next one");
+    let seen: Vec<u64> = (0..4)
+        .map(|_| recv(&rx, 5).json()["suppressed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seen,
+        [7, 7, 7, 8],
+        "the same alert three times, then the next one"
+    );
     assert_eq!(s.finish(Instant::now() + Duration::from_secs(5)), 0);
     assert!(stats::get(&STATS.retries) >= retries + 2);
     assert!(rx.try_recv().is_err(), "no more requests");
@@ -253,19 +326,33 @@ fn retries_5xx_then_succeeds() {
 #[test]
 fn client_errors_are_not_retried() {
     let (base, rx) = recorder(vec![Act::Status(400, None, "bad payload")]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(
+        &alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .unwrap();
     s.dispatch(0, alert("r", 1));
     s.dispatch(0, alert("r", 2));
     assert_eq!(recv(&rx, 5).json()["suppressed"], 1);
-    assert_eq!(recv(&rx, 5).json()["suppressed"], 2, "the 400 was final: the next alert comes next");
+    assert_eq!(
+        recv(&rx, 5).json()["suppressed"],
+        2,
+        "the 400 was final: the next alert comes next"
+    );
     assert_eq!(s.finish(Instant::now() + Duration::from_secs(5)), 0);
 }
 
 #[test]
 fn failure_classification() {
     let hook = |url: &str, extra: &str| {
-        let a = alerts(&format!("h: {{ type: webhook, url: \"{url}\", timeout: 300ms, max_attempts: 1{extra} }}\n"));
-        let AlertCfg::Webhook(w) = &a["h"] else { unreachable!() };
+        let a = alerts(&format!(
+            "h: {{ type: webhook, url: \"{url}\", timeout: 300ms, max_attempts: 1{extra} }}\n"
+        ));
+        let AlertCfg::Webhook(w) = &a["h"] else {
+            unreachable!()
+        };
         webhook::Webhook::new("h", w).unwrap()
     };
     let a = alert("r", 0);
@@ -279,25 +366,57 @@ fn failure_classification() {
     ]);
     let mut h = hook(&format!("{base}/hooks/s3cr3t-path"), "");
     let f = h.deliver(&a, None).unwrap_err();
-    assert_eq!((f.retryable, f.retry_after), (true, Some(Duration::from_secs(3))), "{f:?}");
+    assert_eq!(
+        (f.retryable, f.retry_after),
+        (true, Some(Duration::from_secs(3))),
+        "{f:?}"
+    );
     assert!(f.reason.starts_with("HTTP 429"), "{f:?}");
     let f = h.deliver(&a, None).unwrap_err();
-    assert_eq!((f.retryable, f.retry_after, f.reason.as_str()), (true, Some(Duration::from_secs(2)), "HTTP 503 Service Unavailable: down"));
+    assert_eq!(
+        (f.retryable, f.retry_after, f.reason.as_str()),
+        (
+            true,
+            Some(Duration::from_secs(2)),
+            "HTTP 503 Service Unavailable: down"
+        )
+    );
     let f = h.deliver(&a, None).unwrap_err();
-    assert_eq!((f.retryable, f.retry_after), (true, None), "Retry-After only counts on 429 and 503");
+    assert_eq!(
+        (f.retryable, f.retry_after),
+        (true, None),
+        "Retry-After only counts on 429 and 503"
+    );
     let f = h.deliver(&a, None).unwrap_err();
     assert!(!f.retryable, "{f:?}");
-    assert!(f.reason.starts_with("HTTP 404 Not Found") && !f.reason.contains("s3cr3t"), "{f:?}");
+    assert!(
+        f.reason.starts_with("HTTP 404 Not Found") && !f.reason.contains("s3cr3t"),
+        "{f:?}"
+    );
     let t0 = Instant::now();
     let f = h.deliver(&a, None).unwrap_err();
     assert!(f.retryable && f.reason == "no answer within 300ms", "{f:?}");
-    assert!(t0.elapsed() < Duration::from_secs(3), "the 300ms timeout holds");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "the 300ms timeout holds"
+    );
     let f = h.deliver(&a, None).unwrap_err();
-    assert_eq!((f.retryable, f.reason.as_str()), (false, "HTTP 301 Moved Permanently"), "redirects are not followed");
+    assert_eq!(
+        (f.retryable, f.reason.as_str()),
+        (false, "HTTP 301 Moved Permanently"),
+        "redirects are not followed"
+    );
 
     // Nobody listening: connection refused, retryable, URL secrets scrubbed.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut h = hook(&format!("http://user:pa55word@127.0.0.1:{port}/hooks/s3cr3t?token=t0psecret"), ", headers: { X-Key: hdr-s3cret }");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut h = hook(
+        &format!("http://user:pa55word@127.0.0.1:{port}/hooks/s3cr3t?token=t0psecret"),
+        ", headers: { X-Key: hdr-s3cret }",
+    );
     let f = h.deliver(&a, None).unwrap_err();
     assert!(f.retryable, "{f:?}");
     assert!(f.reason.contains("connection refused"), "{f:?}");
@@ -310,14 +429,29 @@ fn failure_classification() {
 fn bad_headers_are_refused_at_start_without_showing_the_value() {
     let e = Senders::start(&alerts("h: { type: webhook, url: \"http://127.0.0.1:9/\", headers: { \"X-Key\": \"s3cret\\nX: y\" } }\n"), false, false, &crate::event::Stop::new()).err().unwrap();
     assert!(e.contains("X-Key") && !e.contains("s3cret"), "{e}");
-    let e = Senders::start(&alerts("h: { type: webhook, url: \"http://127.0.0.1:9/\", headers: { \"Bad Name\": v } }\n"), false, false, &crate::event::Stop::new()).err().unwrap();
+    let e = Senders::start(
+        &alerts(
+            "h: { type: webhook, url: \"http://127.0.0.1:9/\", headers: { \"Bad Name\": v } }\n",
+        ),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .err()
+    .unwrap();
     assert!(e.contains("Bad Name"), "{e}");
 }
 
 #[test]
 fn retry_after_is_honoured() {
     let (base, rx) = recorder(vec![Act::Status(429, Some(1), "slow down")]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(
+        &alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .unwrap();
     s.dispatch(0, alert("r", 1));
     let first = recv(&rx, 5);
     let second = recv(&rx, 5);
@@ -332,33 +466,62 @@ fn finish_cuts_a_backoff_short_and_counts_what_is_left() {
     // Always 429 with a long Retry-After: the sender sleeps in its backoff.
     let script = vec![Act::Status(429, Some(30), ""); 10];
     let (base, rx) = recorder(script);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")), false, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(
+        &alerts(&format!("hook: {{ type: webhook, url: {base}/x }}\n")),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .unwrap();
     for n in 0..3 {
         s.dispatch(0, alert("r", n));
     }
     recv(&rx, 5);
     let t0 = Instant::now();
     let left = s.finish(Instant::now() + Duration::from_millis(500));
-    assert!(t0.elapsed() < Duration::from_millis(450), "a 30 s Retry-After cannot end before the deadline: give up at once ({:?})", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(450),
+        "a 30 s Retry-After cannot end before the deadline: give up at once ({:?})",
+        t0.elapsed()
+    );
     assert_eq!(left, 3, "the one in its backoff and the two queued");
 }
 
 #[test]
 fn finish_does_not_wait_past_the_deadline_for_a_hanging_webhook() {
     let (base, rx) = recorder(vec![Act::Hang; 10]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x, timeout: 30s }}\n")), false, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(
+        &alerts(&format!(
+            "hook: {{ type: webhook, url: {base}/x, timeout: 30s }}\n"
+        )),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .unwrap();
     s.dispatch(0, alert("r", 1));
     recv(&rx, 5);
     let t0 = Instant::now();
     assert_eq!(s.finish(Instant::now() + Duration::from_millis(300)), 1);
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
 }
 
 #[test]
 fn a_full_queue_drops_without_blocking() {
     let (base, rx) = recorder(vec![Act::Hang; 10]);
-    let s = Senders::start(&alerts(&format!("hook: {{ type: webhook, url: {base}/x, queue: 2, timeout: 30s }}\n")), false, false, &crate::event::Stop::new()).unwrap();
+    let s = Senders::start(
+        &alerts(&format!(
+            "hook: {{ type: webhook, url: {base}/x, queue: 2, timeout: 30s }}\n"
+        )),
+        false,
+        false,
+        &crate::event::Stop::new(),
+    )
+    .unwrap();
     let before = stats::get(&STATS.alerts_dropped_queue_full);
     s.dispatch(0, alert("r", 0));
     recv(&rx, 5); // in flight, hanging
@@ -366,7 +529,10 @@ fn a_full_queue_drops_without_blocking() {
     for n in 1..=10 {
         s.dispatch(0, alert("r", n));
     }
-    assert!(t0.elapsed() < Duration::from_millis(100), "dispatch never waits");
+    assert!(
+        t0.elapsed() < Duration::from_millis(100),
+        "dispatch never waits"
+    );
     assert!(stats::get(&STATS.alerts_dropped_queue_full) >= before + 8);
     // 1 in flight + 2 queued.
     assert_eq!(s.finish(Instant::now() + Duration::from_millis(100)), 3);
@@ -406,18 +572,40 @@ fn a_sleeping_sender_wakes_when_the_deadline_is_set() {
 
 #[test]
 fn send_test_reports_redacted_errors() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let yaml = format!("alerts:\n  h: {{ type: webhook, url: \"http://127.0.0.1:{port}/s3cr3t-hook\" }}\n");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = format!(
+        "alerts:\n  h: {{ type: webhook, url: \"http://127.0.0.1:{port}/s3cr3t-hook\" }}\n"
+    );
     let raw = crate::config::parse_str(&yaml, "c.yaml").unwrap();
     let cfg = crate::config::validate(raw, &yaml, "c.yaml", None, &Default::default()).unwrap();
     let e = send_test("h", &cfg.alerts["h"], &cfg, false).unwrap_err();
-    assert!(e.contains("connection refused") && !e.contains("s3cr3t"), "{e}");
+    assert!(
+        e.contains("connection refused") && !e.contains("s3cr3t"),
+        "{e}"
+    );
 
     let (base, rx) = recorder(vec![]);
-    let yaml = format!("identity: {{ name: box1 }}\nalerts:\n  h: {{ type: webhook, url: \"{base}/ok\" }}\n");
+    let yaml = format!(
+        "identity: {{ name: box1 }}\nalerts:\n  h: {{ type: webhook, url: \"{base}/ok\" }}\n"
+    );
     let raw = crate::config::parse_str(&yaml, "c.yaml").unwrap();
     let cfg = crate::config::validate(raw, &yaml, "c.yaml", None, &Default::default()).unwrap();
     send_test("h", &cfg.alerts["h"], &cfg, false).unwrap();
     let v = recv(&rx, 5).json();
-    assert_eq!((v["rule"].as_str(), v["message"].as_str(), v["line"].as_str()), (Some("test"), Some("tinywatcher test alert from box1"), Some("tinywatcher test alert from box1")));
+    assert_eq!(
+        (
+            v["rule"].as_str(),
+            v["message"].as_str(),
+            v["line"].as_str()
+        ),
+        (
+            Some("test"),
+            Some("tinywatcher test alert from box1"),
+            Some("tinywatcher test alert from box1")
+        )
+    );
 }

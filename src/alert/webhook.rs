@@ -48,20 +48,36 @@ impl Webhook {
             Some(m) if m == "POST" => Method::Post,
             Some(m) if m == "PUT" => Method::Put,
             Some(m) if m == "PATCH" => Method::Patch,
-            Some(m) => return Err(format!("alerts.{name}.method: expected POST, PUT or PATCH, got {m:?}")),
+            Some(m) => {
+                return Err(format!(
+                    "alerts.{name}.method: expected POST, PUT or PATCH, got {m:?}"
+                ))
+            }
         };
         let mut headers = Vec::new();
         for (k, v) in &cfg.headers {
-            ureq::http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("alerts.{name}.headers: {k:?} is not a valid header name"))?;
+            ureq::http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("alerts.{name}.headers: {k:?} is not a valid header name"))?;
             // The value is a secret: say what is wrong without showing it.
             ureq::http::HeaderValue::from_str(&v.0).map_err(|_| format!("alerts.{name}.headers.{k}: the value is not a valid header value (control characters or non-ASCII)"))?;
             headers.push((k.clone(), v.0.clone()));
         }
-        let own_content_type = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        let own_content_type = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
         let connect = cfg.connect_timeout.map_or(Duration::from_secs(5), |d| d.0);
         let timeout = cfg.timeout.map_or(Duration::from_secs(10), |d| d.0);
         let agent = net::agent(connect, timeout);
-        Ok(Webhook { name: name.to_string(), url, method, headers, own_content_type, connect, timeout, agent })
+        Ok(Webhook {
+            name: name.to_string(),
+            url,
+            method,
+            headers,
+            own_content_type,
+            connect,
+            timeout,
+            agent,
+        })
     }
 
     /// What to call it in a log line: `POST http://host/***`.
@@ -83,7 +99,12 @@ impl Webhook {
 
 impl Deliver for Webhook {
     fn deliver(&mut self, alert: &Alert, budget: Option<Duration>) -> Result<(), Failure> {
-        let body = serde_json::to_vec(&Payload::new(alert, &self.name, false)).map_err(|e| Failure { retryable: false, retry_after: None, reason: format!("cannot encode the alert: {e}") })?;
+        let body =
+            serde_json::to_vec(&Payload::new(alert, &self.name, false)).map_err(|e| Failure {
+                retryable: false,
+                retry_after: None,
+                reason: format!("cannot encode the alert: {e}"),
+            })?;
         let mut req = match self.method {
             Method::Post => self.agent.post(&self.url),
             Method::Put => self.agent.put(&self.url),
@@ -104,9 +125,19 @@ impl Deliver for Webhook {
         match req.send(&body[..]) {
             Ok(mut resp) => {
                 let status = resp.status();
-                let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
                 // Read (a bounded part of) the body: the connection can then be reused.
-                let text = resp.body_mut().with_config().limit(BODY_LIMIT).lossy_utf8(true).read_to_string().unwrap_or_default();
+                let text = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(BODY_LIMIT)
+                    .lossy_utf8(true)
+                    .read_to_string()
+                    .unwrap_or_default();
                 if status.is_success() {
                     return Ok(());
                 }
@@ -120,17 +151,27 @@ impl Deliver for Webhook {
                 let retryable = code == 429 || status.is_server_error();
                 Err(Failure {
                     retryable,
-                    retry_after: if code == 429 || code == 503 { retry_after } else { None },
+                    retry_after: if code == 429 || code == 503 {
+                        retry_after
+                    } else {
+                        None
+                    },
                     reason: self.scrub(reason.trim_end()),
                 })
             }
             Err(e) => {
                 let reason = match &e {
-                    ureq::Error::Timeout(ureq::Timeout::Connect) => format!("could not connect within {:?}", self.connect.min(timeout)),
+                    ureq::Error::Timeout(ureq::Timeout::Connect) => {
+                        format!("could not connect within {:?}", self.connect.min(timeout))
+                    }
                     ureq::Error::Timeout(_) => format!("no answer within {timeout:?}"),
                     _ => describe(&e),
                 };
-                Err(Failure { retryable: is_retryable(&e), retry_after: None, reason: self.scrub(&reason) })
+                Err(Failure {
+                    retryable: is_retryable(&e),
+                    retry_after: None,
+                    reason: self.scrub(&reason),
+                })
             }
         }
     }
@@ -186,7 +227,9 @@ fn describe(e: &ureq::Error) -> String {
         },
         E::Timeout(t) => format!("timed out ({t})"),
         E::HostNotFound => "host not found".into(),
-        E::TlsRequired => "https:// needs TLS, and this tinywatcher was built without the `tls` feature".into(),
+        E::TlsRequired => {
+            "https:// needs TLS, and this tinywatcher was built without the `tls` feature".into()
+        }
         other => other.to_string(),
     }
 }

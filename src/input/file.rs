@@ -74,7 +74,13 @@ pub struct Resume {
 
 /// Follow `files` until `stop` (or until the matcher is gone), resuming saved
 /// positions and/or reading once as `opts` says.
-pub fn spawn(files: Vec<FileSpec>, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, opts: Options) -> JoinHandle<()> {
+pub fn spawn(
+    files: Vec<FileSpec>,
+    max_line_bytes: usize,
+    tx: Sender<Event>,
+    stop: Stop,
+    opts: Options,
+) -> JoinHandle<()> {
     // The first scan (opening each file, placing it at its end or its saved
     // position) happens before this returns: a line appended once `watch`
     // says it runs is never missed.
@@ -155,7 +161,14 @@ struct Io {
 impl Io {
     fn send(&mut self, source: &Source, text: String) -> Result<(), Quit> {
         self.sent = true;
-        send(&self.tx, &self.stop, Event::Lines { source: source.clone(), text })
+        send(
+            &self.tx,
+            &self.stop,
+            Event::Lines {
+                source: source.clone(),
+                text,
+            },
+        )
     }
 }
 
@@ -214,13 +227,29 @@ fn glob_base(pattern: &str) -> PathBuf {
 }
 
 impl Follower {
-    fn new(files: Vec<FileSpec>, max: usize, tx: Sender<Event>, stop: Stop, opts: Options) -> Follower {
+    fn new(
+        files: Vec<FileSpec>,
+        max: usize,
+        tx: Sender<Event>,
+        stop: Stop,
+        opts: Options,
+    ) -> Follower {
         let specs = files
             .into_iter()
             .map(|f| {
                 let glob = is_glob(&f.path);
-                let base = if glob { glob_base(&f.path) } else { parent_dir(Path::new(&f.path)) };
-                Spec { pattern: f.path, glob, read_from: f.read_from, base, said_nothing: false }
+                let base = if glob {
+                    glob_base(&f.path)
+                } else {
+                    parent_dir(Path::new(&f.path))
+                };
+                Spec {
+                    pattern: f.path,
+                    glob,
+                    read_from: f.read_from,
+                    base,
+                    said_nothing: false,
+                }
             })
             .collect();
         Follower {
@@ -228,9 +257,18 @@ impl Follower {
             files: BTreeMap::new(),
             index: HashMap::new(),
             index_stale: true,
-            notify: if opts.once || opts.lazy_watch { None } else { notify::Inotify::new() },
+            notify: if opts.once || opts.lazy_watch {
+                None
+            } else {
+                notify::Inotify::new()
+            },
             watch_from: (opts.lazy_watch && !opts.once).then(|| Instant::now() + LAZY_WATCH),
-            io: Io { tx, stop, max, sent: false },
+            io: Io {
+                tx,
+                stop,
+                max,
+                sent: false,
+            },
             gen: 0,
             once: opts.once,
             marks: opts.resume.is_some(),
@@ -253,7 +291,13 @@ impl Follower {
             }
         }
         self.send_marks()?;
-        send(&self.io.tx, &self.io.stop, Event::End { source: Arc::from("files") })
+        send(
+            &self.io.tx,
+            &self.io.stop,
+            Event::End {
+                source: Arc::from("files"),
+            },
+        )
     }
 
     /// Tell the matcher about paths whose files or positions changed (after a
@@ -263,7 +307,17 @@ impl Follower {
             return Ok(());
         }
         for path in std::mem::take(&mut self.forgets) {
-            send(&self.io.tx, &self.io.stop, Event::Mark { source: Arc::from("files"), mark: Mark::File { path, files: Vec::new() } })?;
+            send(
+                &self.io.tx,
+                &self.io.stop,
+                Event::Mark {
+                    source: Arc::from("files"),
+                    mark: Mark::File {
+                        path,
+                        files: Vec::new(),
+                    },
+                },
+            )?;
         }
         for t in self.files.values_mut() {
             sync_mark(t, &self.io)?;
@@ -299,11 +353,17 @@ impl Follower {
             for c in changes.drain(..) {
                 match c {
                     Change::Rescan => rescan = true,
-                    Change::Wrote(p) => match self.index.get(&p).and_then(|k| self.files.get_mut(k)) {
-                        Some(t) => t.due = true,
-                        // A rotated-away name: read the files we still hold open.
-                        None => self.files.values_mut().filter(|t| !t.old.is_empty()).for_each(|t| t.due = true),
-                    },
+                    Change::Wrote(p) => {
+                        match self.index.get(&p).and_then(|k| self.files.get_mut(k)) {
+                            Some(t) => t.due = true,
+                            // A rotated-away name: read the files we still hold open.
+                            None => self
+                                .files
+                                .values_mut()
+                                .filter(|t| !t.old.is_empty())
+                                .for_each(|t| t.due = true),
+                        }
+                    }
                 }
             }
             // Files no watch covers are polled.
@@ -378,15 +438,28 @@ impl Follower {
                 spec.said_nothing = false;
                 let abs = abs_key(&p);
                 // A saved entry decides where the path starts; without one, `read_from` does.
-                let saved = if first { self.resume.as_mut().and_then(|r| r.files.remove_entry(&abs)) } else { None };
+                let saved = if first {
+                    self.resume
+                        .as_mut()
+                        .and_then(|r| r.files.remove_entry(&abs))
+                } else {
+                    None
+                };
                 let (mut cur, mut old, mut initial) = (None, Vec::new(), None);
                 if let (Some((_, v)), Some(r)) = (&saved, &self.resume) {
                     (cur, old) = plan_resume(&p, v, &r.state_file, self.io.max);
                 } else if first && spec.read_from == ReadFrom::End {
-                    initial = std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (m.dev(), m.ino(), m.len()));
+                    initial = std::fs::metadata(&p)
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| (m.dev(), m.ino(), m.len()));
                 }
                 if spec.glob && !first {
-                    log::info!("{} matches {}: a new file to follow", p.display(), spec.pattern);
+                    log::info!(
+                        "{} matches {}: a new file to follow",
+                        p.display(),
+                        spec.pattern
+                    );
                 }
                 let resumed = cur.is_some();
                 let t = Tracked {
@@ -428,11 +501,21 @@ impl Follower {
             }
         }
         // Paths already followed first, so a rename within a glob is adopted, not re-read.
-        let keys: Vec<PathBuf> = self.files.iter().filter(|(_, t)| t.cur.is_some()).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(_, t)| t.cur.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             self.check(&k);
         }
-        let keys: Vec<PathBuf> = self.files.iter().filter(|(_, t)| t.cur.is_none() && t.seen == gen).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|(_, t)| t.cur.is_none() && t.seen == gen)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             self.check(&k);
         }
@@ -469,23 +552,30 @@ impl Follower {
             self.index_stale = true;
         }
         if let Some(n) = &mut self.notify {
-            let wanted: BTreeSet<PathBuf> =
-                self.files
-                    .values()
-                    .flat_map(|t| std::iter::once(t.dir.clone()).chain(t.link.as_deref().map(parent_dir)))
-                    .chain(self.specs.iter().map(|s| s.base.clone()))
-                    .collect();
+            let wanted: BTreeSet<PathBuf> = self
+                .files
+                .values()
+                .flat_map(|t| {
+                    std::iter::once(t.dir.clone()).chain(t.link.as_deref().map(parent_dir))
+                })
+                .chain(self.specs.iter().map(|s| s.base.clone()))
+                .collect();
             n.sync(&wanted);
         }
         if self.index_stale {
-            self.index = self
-                .files
-                .iter()
-                .flat_map(|(k, t)| {
-                    let real = t.link.as_deref().and_then(|l| l.file_name().map(|n| (parent_dir(l).join(n), k.clone())));
-                    k.file_name().map(|n| (t.dir.join(n), k.clone())).into_iter().chain(real)
-                })
-                .collect();
+            self.index =
+                self.files
+                    .iter()
+                    .flat_map(|(k, t)| {
+                        let real = t.link.as_deref().and_then(|l| {
+                            l.file_name().map(|n| (parent_dir(l).join(n), k.clone()))
+                        });
+                        k.file_name()
+                            .map(|n| (t.dir.join(n), k.clone()))
+                            .into_iter()
+                            .chain(real)
+                    })
+                    .collect();
             self.index_stale = false;
         }
         Ok(())
@@ -496,7 +586,9 @@ impl Follower {
         let name = key.display();
         let once = self.once;
         let meta = std::fs::metadata(key);
-        let Some(t) = self.files.get_mut(key) else { return };
+        let Some(t) = self.files.get_mut(key) else {
+            return;
+        };
         let id = match meta {
             Ok(m) if m.is_file() => (m.dev(), m.ino()),
             Ok(m) => {
@@ -505,7 +597,11 @@ impl Follower {
                     o.grew = Instant::now();
                     t.old.push(o);
                 }
-                let what = if m.is_dir() { "is a directory" } else { "is not a regular file" };
+                let what = if m.is_dir() {
+                    "is a directory"
+                } else {
+                    "is not a regular file"
+                };
                 problem(t, key, what.to_string());
                 return;
             }
@@ -553,7 +649,11 @@ impl Follower {
         let t = self.files.get_mut(key).unwrap();
         if let Some((from, mut o)) = adopted {
             if from != key {
-                log::info!("{name} is {} renamed: continuing at byte {}", from.display(), o.pos);
+                log::info!(
+                    "{name} is {} renamed: continuing at byte {}",
+                    from.display(),
+                    o.pos
+                );
             } else {
                 log::info!("{name} is back: continuing at byte {}", o.pos);
             }
@@ -590,9 +690,16 @@ impl Follower {
         let left = std::mem::take(&mut r.files);
         for (abs, saved) in left {
             let p = PathBuf::from(&abs);
-            let globbed = self.specs.iter().any(|s| s.glob && glob::Pattern::new(&abs_key(Path::new(&s.pattern))).is_ok_and(|g| g.matches_path(&p)));
+            let globbed = self.specs.iter().any(|s| {
+                s.glob
+                    && glob::Pattern::new(&abs_key(Path::new(&s.pattern)))
+                        .is_ok_and(|g| g.matches_path(&p))
+            });
             if !globbed {
-                log::debug!("state file {}: {abs} is no longer followed; dropping its entry", r.state_file.display());
+                log::debug!(
+                    "state file {}: {abs} is no longer followed; dropping its entry",
+                    r.state_file.display()
+                );
                 self.forgets.push(abs);
                 continue;
             }
@@ -627,7 +734,9 @@ impl Follower {
             Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(key).ok(),
             _ => None,
         };
-        let Some(t) = self.files.get_mut(key) else { return };
+        let Some(t) = self.files.get_mut(key) else {
+            return;
+        };
         if t.link != link {
             t.link = link;
             self.index_stale = true;
@@ -648,7 +757,9 @@ fn problem(t: &mut Tracked, key: &Path, what: String) {
 
 /// Expand a glob to the non-directory paths it matches now.
 fn expand(pattern: &str) -> Vec<PathBuf> {
-    let Ok(paths) = glob::glob(pattern) else { return Vec::new() };
+    let Ok(paths) = glob::glob(pattern) else {
+        return Vec::new();
+    };
     let mut v = Vec::new();
     for p in paths {
         match p {
@@ -674,7 +785,11 @@ fn open_at(path: &Path, initial: Option<(u64, u64, u64)>, max: usize) -> Result<
         .map_err(|e| format!("cannot open: {e}"))?;
     let m = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !m.is_file() {
-        return Err(if m.is_dir() { "is a directory".into() } else { "is not a regular file".into() });
+        return Err(if m.is_dir() {
+            "is a directory".into()
+        } else {
+            "is not a regular file".into()
+        });
     }
     let id = (m.dev(), m.ino());
     let mut lines = Lines::new(max);
@@ -688,16 +803,31 @@ fn open_at(path: &Path, initial: Option<(u64, u64, u64)>, max: usize) -> Result<
         }
         _ => 0,
     };
-    file.seek(SeekFrom::Start(pos)).map_err(|e| format!("cannot seek: {e}"))?;
+    file.seek(SeekFrom::Start(pos))
+        .map_err(|e| format!("cannot seek: {e}"))?;
     // Starting past the first bytes: note them now, to tell a rewrite later.
-    let fp = if pos > 0 { state::fingerprint(&file).ok() } else { None };
-    Ok(Open { file, id, pos, lines, grew: Instant::now(), fp })
+    let fp = if pos > 0 {
+        state::fingerprint(&file).ok()
+    } else {
+        None
+    };
+    Ok(Open {
+        file,
+        id,
+        pos,
+        lines,
+        grew: Instant::now(),
+        fp,
+    })
 }
 
 /// The key of a path in the state file: absolute, not resolved (files are
 /// followed by name, so a symlink is its own entry).
 fn abs_key(p: &Path) -> String {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).to_string_lossy().into_owned()
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Where a path with saved files starts (`--state`). The file at the path is
@@ -713,11 +843,19 @@ fn abs_key(p: &Path) -> String {
 /// position first. Otherwise the file at the path is new since, or was
 /// truncated: read from its start.
 /// Returns (the file at the path, resumed; the rotated files to finish first).
-fn plan_resume(path: &Path, saved: &[FilePos], state_file: &Path, max: usize) -> (Option<Open>, Vec<Open>) {
+fn plan_resume(
+    path: &Path,
+    saved: &[FilePos],
+    state_file: &Path,
+    max: usize,
+) -> (Option<Open>, Vec<Open>) {
     let name = path.display();
     let sf = state_file.display();
     let dir = parent_dir(path);
-    let at_path = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| (m.dev(), m.ino()));
+    let at_path = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| (m.dev(), m.ino()));
     // Files already spoken for (never taken as a copy): the one at the path,
     // and those resumed for an earlier entry.
     let mut taken: Vec<(u64, u64)> = at_path.into_iter().collect();
@@ -737,7 +875,9 @@ fn plan_resume(path: &Path, saved: &[FilePos], state_file: &Path, max: usize) ->
                 }
                 Err(Unfit::Changed(why)) => Some(why),
                 Err(Unfit::Other(why)) => {
-                    log::info!("{name} changed since the last run ({why}): reading it from the start");
+                    log::info!(
+                        "{name} changed since the last run ({why}): reading it from the start"
+                    );
                     continue;
                 }
             }
@@ -806,16 +946,24 @@ fn open_resumed(path: &Path, fp: &FilePos, id: (u64, u64), max: usize) -> Result
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| Unfit::Other(format!("it cannot be opened: {e}")))?;
-    let m = file.metadata().map_err(|e| Unfit::Other(format!("it cannot be looked at: {e}")))?;
+    let m = file
+        .metadata()
+        .map_err(|e| Unfit::Other(format!("it cannot be looked at: {e}")))?;
     if !m.is_file() || (m.dev(), m.ino()) != id {
         return Err(Unfit::Other("it was replaced".into()));
     }
     if m.len() < fp.pos {
-        return Err(Unfit::Changed("truncated: shorter than the saved position".into()));
+        return Err(Unfit::Changed(
+            "truncated: shorter than the saved position".into(),
+        ));
     }
     match state::fingerprint_matches(&file, fp) {
         Ok(true) => {}
-        Ok(false) => return Err(Unfit::Changed("its first bytes differ: truncated and rewritten".into())),
+        Ok(false) => {
+            return Err(Unfit::Changed(
+                "its first bytes differ: truncated and rewritten".into(),
+            ))
+        }
         Err(e) => return Err(Unfit::Other(format!("it cannot be read: {e}"))),
     }
     let mut lines = Lines::new(max);
@@ -827,8 +975,16 @@ fn open_resumed(path: &Path, fp: &FilePos, id: (u64, u64), max: usize) -> Result
             lines.skip_to_newline();
         }
     }
-    file.seek(SeekFrom::Start(fp.pos)).map_err(|e| Unfit::Other(format!("it cannot be read: {e}")))?;
-    Ok(Open { file, id, pos: fp.pos, lines, grew: Instant::now(), fp: Some((fp.fp, fp.fp_len)) })
+    file.seek(SeekFrom::Start(fp.pos))
+        .map_err(|e| Unfit::Other(format!("it cannot be read: {e}")))?;
+    Ok(Open {
+        file,
+        id,
+        pos: fp.pos,
+        lines,
+        grew: Instant::now(),
+        fp: Some((fp.fp, fp.fp_len)),
+    })
 }
 
 /// The regular file in `dir` with `fp`'s device and inode.
@@ -846,7 +1002,12 @@ fn find_in_dir(dir: &Path, fp: &FilePos) -> Option<PathBuf> {
 /// A copy of the saved file `fp` in `dir` (not one of `taken`): a regular
 /// file starting with its first bytes and at least as long as its saved
 /// position, the most recently modified if several; opened at the position.
-fn find_copy(dir: &Path, fp: &FilePos, taken: &[(u64, u64)], max: usize) -> Option<(PathBuf, Open)> {
+fn find_copy(
+    dir: &Path,
+    fp: &FilePos,
+    taken: &[(u64, u64)],
+    max: usize,
+) -> Option<(PathBuf, Open)> {
     let mut best: Option<(std::time::SystemTime, PathBuf, Open)> = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         // lstat: a symlink is not a copy.
@@ -871,18 +1032,31 @@ fn find_copy(dir: &Path, fp: &FilePos, taken: &[(u64, u64)], max: usize) -> Opti
 /// partial line is not counted, so it is read again after a restart).
 fn file_pos(o: &mut Open) -> Option<FilePos> {
     // A fingerprint of fewer than FP_BYTES is taken again once the file is longer.
-    if o.fp.is_none_or(|(_, n)| (n as usize) < state::FP_BYTES && o.pos > n as u64) {
+    if o.fp
+        .is_none_or(|(_, n)| (n as usize) < state::FP_BYTES && o.pos > n as u64)
+    {
         o.fp = state::fingerprint(&o.file).ok();
     }
     let (fp, fp_len) = o.fp?;
     let pos = o.pos.saturating_sub(o.lines.partial_len() as u64);
-    Some(FilePos { dev: o.id.0, ino: o.id.1, fp, fp_len, pos })
+    Some(FilePos {
+        dev: o.id.0,
+        ino: o.id.1,
+        fp,
+        fp_len,
+        pos,
+    })
 }
 
 /// Send an `Event::Mark` for a path if its files or positions changed since
 /// the last one: after the batches it covers, on the same channel.
 fn sync_mark(t: &mut Tracked, io: &Io) -> Result<(), Quit> {
-    let files: Vec<FilePos> = t.old.iter_mut().chain(t.cur.iter_mut()).filter_map(file_pos).collect();
+    let files: Vec<FilePos> = t
+        .old
+        .iter_mut()
+        .chain(t.cur.iter_mut())
+        .filter_map(file_pos)
+        .collect();
     let same = match &t.last_mark {
         Some(v) => *v == files,
         None => files.is_empty(),
@@ -890,8 +1064,22 @@ fn sync_mark(t: &mut Tracked, io: &Io) -> Result<(), Quit> {
     if same {
         return Ok(());
     }
-    t.last_mark = if files.is_empty() { None } else { Some(files.clone()) };
-    send(&io.tx, &io.stop, Event::Mark { source: t.source.clone(), mark: Mark::File { path: t.abs.clone(), files } })
+    t.last_mark = if files.is_empty() {
+        None
+    } else {
+        Some(files.clone())
+    };
+    send(
+        &io.tx,
+        &io.stop,
+        Event::Mark {
+            source: t.source.clone(),
+            mark: Mark::File {
+                path: t.abs.clone(),
+                files,
+            },
+        },
+    )
 }
 
 /// Where to start reading "at the end" `pos`: after the last newline before
@@ -962,7 +1150,13 @@ fn rewritten(o: &mut Open, size: u64) -> bool {
         o.fp = state::fingerprint(&o.file).ok();
         return false;
     };
-    let saw = FilePos { dev: 0, ino: 0, fp, fp_len, pos: 0 };
+    let saw = FilePos {
+        dev: 0,
+        ino: 0,
+        fp,
+        fp_len,
+        pos: 0,
+    };
     let same = state::fingerprint_matches(&o.file, &saw).unwrap_or(true);
     if same && (fp_len as usize) < state::FP_BYTES && size > fp_len as u64 {
         o.fp = state::fingerprint(&o.file).ok();
@@ -1066,11 +1260,19 @@ mod notify {
         pub fn new() -> Option<Inotify> {
             let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
             if fd < 0 {
-                log::warn!("inotify is not available ({}); polling files every 250 ms", io::Error::last_os_error());
+                log::warn!(
+                    "inotify is not available ({}); polling files every 250 ms",
+                    io::Error::last_os_error()
+                );
                 return None;
             }
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Some(Inotify { fd, by_dir: HashMap::new(), by_wd: HashMap::new(), failed: BTreeSet::new() })
+            Some(Inotify {
+                fd,
+                by_dir: HashMap::new(),
+                by_wd: HashMap::new(),
+                failed: BTreeSet::new(),
+            })
         }
 
         pub fn is_watched(&self, dir: &Path) -> bool {
@@ -1083,12 +1285,17 @@ mod notify {
                 if self.by_dir.contains_key(d) {
                     continue;
                 }
-                let Ok(c) = CString::new(d.as_os_str().as_bytes()) else { continue };
+                let Ok(c) = CString::new(d.as_os_str().as_bytes()) else {
+                    continue;
+                };
                 let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), MASK) };
                 if wd < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() != io::ErrorKind::NotFound && self.failed.insert(d.clone()) {
-                        log::warn!("cannot watch {} ({e}); polling its files every 250 ms", d.display());
+                        log::warn!(
+                            "cannot watch {} ({e}); polling its files every 250 ms",
+                            d.display()
+                        );
                     }
                     continue;
                 }
@@ -1096,14 +1303,21 @@ mod notify {
                 self.by_dir.insert(d.clone(), wd);
                 self.by_wd.entry(wd).or_default().push(d.clone());
             }
-            let gone: Vec<PathBuf> = self.by_dir.keys().filter(|d| !wanted.contains(*d)).cloned().collect();
+            let gone: Vec<PathBuf> = self
+                .by_dir
+                .keys()
+                .filter(|d| !wanted.contains(*d))
+                .cloned()
+                .collect();
             for d in gone {
                 self.forget(&d, true);
             }
         }
 
         fn forget(&mut self, d: &Path, rm: bool) {
-            let Some(wd) = self.by_dir.remove(d) else { return };
+            let Some(wd) = self.by_dir.remove(d) else {
+                return;
+            };
             if let Some(v) = self.by_wd.get_mut(&wd) {
                 v.retain(|x| x != d);
                 if v.is_empty() {
@@ -1117,7 +1331,11 @@ mod notify {
 
         /// Wait up to `timeout` for events; append what they mean to `out`.
         pub fn wait(&mut self, timeout: Duration, out: &mut Vec<Change>) {
-            let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut p = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
             if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
                 return;
@@ -1125,14 +1343,22 @@ mod notify {
             let mut buf = [0u64; 1024];
             let hdr = std::mem::size_of::<libc::inotify_event>();
             loop {
-                let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
+                let n = unsafe {
+                    libc::read(
+                        self.fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        std::mem::size_of_val(&buf),
+                    )
+                };
                 if n <= 0 {
                     return; // EAGAIN: drained
                 }
-                let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
                 let mut off = 0;
                 while off + hdr <= bytes.len() {
-                    let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
+                    let ev: libc::inotify_event =
+                        unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
                     let end = (off + hdr + ev.len as usize).min(bytes.len());
                     let raw = &bytes[off + hdr..end];
                     let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
@@ -1156,8 +1382,12 @@ mod notify {
                 out.push(Change::Rescan);
                 return;
             }
-            let Some(dirs) = self.by_wd.get(&wd) else { return };
-            if mask & !(libc::IN_MODIFY | libc::IN_CLOSE_WRITE | libc::IN_ISDIR) == 0 && !name.is_empty() {
+            let Some(dirs) = self.by_wd.get(&wd) else {
+                return;
+            };
+            if mask & !(libc::IN_MODIFY | libc::IN_CLOSE_WRITE | libc::IN_ISDIR) == 0
+                && !name.is_empty()
+            {
                 for d in dirs {
                     out.push(Change::Wrote(d.join(name)));
                 }
@@ -1203,7 +1433,11 @@ mod tests {
         fn new(tag: &str) -> Tmp {
             use std::sync::atomic::{AtomicUsize, Ordering};
             static N: AtomicUsize = AtomicUsize::new(0);
-            let p = std::env::temp_dir().join(format!("twu-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+            let p = std::env::temp_dir().join(format!(
+                "twu-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Tmp(p)
@@ -1222,7 +1456,11 @@ mod tests {
     }
 
     fn append(p: &Path, text: &str) {
-        let mut f = OpenOptions::new().create(true).append(true).open(p).unwrap();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap();
         f.write_all(text.as_bytes()).unwrap();
     }
 
@@ -1247,14 +1485,29 @@ mod tests {
         fn start(specs: &[(&str, ReadFrom)], max: usize) -> Run {
             let (tx, rx) = bounded(64);
             let stop = Stop::new();
-            let files = specs.iter().map(|(p, r)| FileSpec { path: p.to_string(), read_from: *r }).collect();
+            let files = specs
+                .iter()
+                .map(|(p, r)| FileSpec {
+                    path: p.to_string(),
+                    read_from: *r,
+                })
+                .collect();
             let handle = spawn(files, max, tx, stop.clone(), Options::default());
-            Run { rx, stop, handle: Some(handle), got: Vec::new(), ended: false }
+            Run {
+                rx,
+                stop,
+                handle: Some(handle),
+                got: Vec::new(),
+                ended: false,
+            }
         }
         fn recv(&mut self, d: Duration) {
             match self.rx.recv_timeout(d) {
                 Ok(Event::Lines { source, text }) => {
-                    assert!(text.ends_with('\n'), "batch must end with a newline: {text:?}");
+                    assert!(
+                        text.ends_with('\n'),
+                        "batch must end with a newline: {text:?}"
+                    );
                     for l in text.lines() {
                         self.got.push((source.to_string(), l.to_string()));
                     }
@@ -1267,7 +1520,11 @@ mod tests {
         fn wait_line(&mut self, needle: &str) {
             let end = Instant::now() + Duration::from_secs(5);
             while !self.got.iter().any(|(_, l)| l.contains(needle)) {
-                assert!(Instant::now() < end, "no line with {needle:?}; got {:?}", self.got);
+                assert!(
+                    Instant::now() < end,
+                    "no line with {needle:?}; got {:?}",
+                    self.got
+                );
                 self.recv(Duration::from_millis(20));
             }
         }
@@ -1293,10 +1550,18 @@ mod tests {
             panic!("the follower never started");
         }
         fn seqs(&self) -> Vec<String> {
-            self.got.iter().filter(|(_, l)| l.starts_with("SEQ-")).map(|(_, l)| l.clone()).collect()
+            self.got
+                .iter()
+                .filter(|(_, l)| l.starts_with("SEQ-"))
+                .map(|(_, l)| l.clone())
+                .collect()
         }
         fn from(&self, source_end: &str) -> Vec<String> {
-            self.got.iter().filter(|(s, l)| s.ends_with(source_end) && !l.starts_with("SYNC")).map(|(_, l)| l.clone()).collect()
+            self.got
+                .iter()
+                .filter(|(s, l)| s.ends_with(source_end) && !l.starts_with("SYNC"))
+                .map(|(_, l)| l.clone())
+                .collect()
         }
     }
 
@@ -1314,7 +1579,13 @@ mod tests {
         let d = Tmp::new("rf");
         std::fs::write(d.p("a.log"), "OLD-1\nOLD-2\n").unwrap();
         std::fs::write(d.p("b.log"), "OLD-1\nOLD-2\n").unwrap();
-        let mut r = Run::start(&[(&d.s("a.log"), ReadFrom::End), (&d.s("b.log"), ReadFrom::Beginning)], 1000);
+        let mut r = Run::start(
+            &[
+                (&d.s("a.log"), ReadFrom::End),
+                (&d.s("b.log"), ReadFrom::Beginning),
+            ],
+            1000,
+        );
         r.sync(&d.p("a.log"));
         append(&d.p("a.log"), "NEW-a\n");
         append(&d.p("b.log"), "NEW-b\n");
@@ -1330,7 +1601,13 @@ mod tests {
         let d = Tmp::new("mid");
         std::fs::write(d.p("c.log"), "old\npart").unwrap();
         std::fs::write(d.p("sync.log"), "").unwrap();
-        let mut r = Run::start(&[(&d.s("c.log"), ReadFrom::End), (&d.s("sync.log"), ReadFrom::End)], 1000);
+        let mut r = Run::start(
+            &[
+                (&d.s("c.log"), ReadFrom::End),
+                (&d.s("sync.log"), ReadFrom::End),
+            ],
+            1000,
+        );
         r.sync(&d.p("sync.log"));
         append(&d.p("c.log"), "ial\nnext\n");
         r.wait_line("next");
@@ -1341,7 +1618,13 @@ mod tests {
     fn partial_line_is_held_until_its_newline() {
         let d = Tmp::new("part");
         std::fs::write(d.p("sync.log"), "").unwrap();
-        let mut r = Run::start(&[(&d.s("a.log"), ReadFrom::End), (&d.s("sync.log"), ReadFrom::End)], 1000);
+        let mut r = Run::start(
+            &[
+                (&d.s("a.log"), ReadFrom::End),
+                (&d.s("sync.log"), ReadFrom::End),
+            ],
+            1000,
+        );
         r.sync(&d.p("sync.log"));
         append(&d.p("a.log"), "SEQ-1 par");
         r.settle(Duration::from_millis(300));
@@ -1366,7 +1649,11 @@ mod tests {
         r.wait_line("SEQ-000050");
         std::fs::rename(&p, d.p("app.log.1")).unwrap();
         w.write_all(seq(51..=60).as_bytes()).unwrap();
-        let mut w2 = OpenOptions::new().create(true).append(true).open(&p).unwrap();
+        let mut w2 = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .unwrap();
         w2.write_all(seq(61..=100).as_bytes()).unwrap();
         r.wait_line("SEQ-000100");
         r.wait_line("SEQ-000060");
@@ -1394,10 +1681,20 @@ mod tests {
         append(&p, &seq(1..=100));
         r.wait_line("SEQ-000100");
         std::fs::copy(&p, d.p("app.log.1")).unwrap();
-        OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
         append(&p, &seq(101..=110));
         r.wait_line("SEQ-000110");
-        OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
         append(&p, &seq(111..=112));
         r.wait_line("SEQ-000112");
         r.settle(Duration::from_millis(100));
@@ -1424,7 +1721,14 @@ mod tests {
     fn missing_file_and_directory_then_created() {
         let d = Tmp::new("miss");
         std::fs::write(d.p("sync.log"), "").unwrap();
-        let mut r = Run::start(&[(&d.s("sub/app.log"), ReadFrom::End), (&d.s("late.log"), ReadFrom::End), (&d.s("sync.log"), ReadFrom::End)], 1000);
+        let mut r = Run::start(
+            &[
+                (&d.s("sub/app.log"), ReadFrom::End),
+                (&d.s("late.log"), ReadFrom::End),
+                (&d.s("sync.log"), ReadFrom::End),
+            ],
+            1000,
+        );
         r.sync(&d.p("sync.log"));
         append(&d.p("late.log"), &seq(1..=3));
         std::fs::create_dir(d.p("sub")).unwrap();
@@ -1454,7 +1758,13 @@ mod tests {
         r.settle(Duration::from_millis(100));
         assert_eq!(r.from("b.log"), seq_lines(1..=6));
         assert_eq!(r.from("a.log"), seq_lines(7..=8));
-        assert!(!r.got.iter().any(|(_, l)| l.contains("OLD") || l.contains("SEQ-0009")), "{:?}", r.got);
+        assert!(
+            !r.got
+                .iter()
+                .any(|(_, l)| l.contains("OLD") || l.contains("SEQ-0009")),
+            "{:?}",
+            r.got
+        );
     }
 
     #[test]
@@ -1509,7 +1819,11 @@ mod tests {
             let t = Instant::now();
             append(&d.p("real/app.log"), &seq(i..=i));
             r.wait_line(&format!("SEQ-{i:06}"));
-            assert!(t.elapsed() < Duration::from_millis(150), "woken by polling, not inotify: {:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_millis(150),
+                "woken by polling, not inotify: {:?}",
+                t.elapsed()
+            );
         }
     }
 
@@ -1524,7 +1838,12 @@ mod tests {
         f.write_all(&vec![b'x'; 3 << 20]).unwrap();
         f.write_all(b"\nSEQ-1 after\xff\0 done\n").unwrap();
         r.wait_line("SEQ-1 after");
-        assert_eq!(r.got.len(), 2, "{:?}", r.got.iter().map(|(_, l)| l.len()).collect::<Vec<_>>());
+        assert_eq!(
+            r.got.len(),
+            2,
+            "{:?}",
+            r.got.iter().map(|(_, l)| l.len()).collect::<Vec<_>>()
+        );
         assert_eq!(r.got[0].1.len(), 100);
         assert_eq!(r.got[1].1, "SEQ-1 after\u{FFFD}\0 done");
     }
@@ -1539,15 +1858,31 @@ mod tests {
         let t = Instant::now();
         r.stop.stop();
         r.handle.take().unwrap().join().unwrap();
-        assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
 
         let (tx, rx) = bounded(1);
-        let h = spawn(vec![FileSpec { path: d.s("app.log"), read_from: ReadFrom::Beginning }], 1000, tx, Stop::new(), Options::default());
+        let h = spawn(
+            vec![FileSpec {
+                path: d.s("app.log"),
+                read_from: ReadFrom::Beginning,
+            }],
+            1000,
+            tx,
+            Stop::new(),
+            Options::default(),
+        );
         drop(rx);
         append(&p, "more\n");
         let t = Instant::now();
         while !h.is_finished() {
-            assert!(t.elapsed() < Duration::from_secs(3), "still running with no receiver");
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "still running with no receiver"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -1573,6 +1908,10 @@ mod tests {
             }
         }
         let s = t.elapsed().as_secs_f64();
-        eprintln!("{lines} lines, {} MB in {s:.3}s (reader + channel): {:.1} M lines/s", bytes >> 20, lines as f64 / s / 1e6);
+        eprintln!(
+            "{lines} lines, {} MB in {s:.3}s (reader + channel): {:.1} M lines/s",
+            bytes >> 20,
+            lines as f64 / s / 1e6
+        );
     }
 }

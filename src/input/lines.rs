@@ -25,7 +25,11 @@ pub struct Lines {
 
 impl Lines {
     pub fn new(max_line_bytes: usize) -> Lines {
-        Lines { max: max_line_bytes.max(1), pending: Vec::new(), discarding: false }
+        Lines {
+            max: max_line_bytes.max(1),
+            pending: Vec::new(),
+            discarding: false,
+        }
     }
 
     /// Take the next chunk of the stream; returns the whole lines it completed
@@ -290,7 +294,10 @@ mod tests {
     fn invalid_utf8_is_replaced_and_counted() {
         let before = stats::get(&STATS.invalid_utf8);
         let mut l = Lines::new(100);
-        assert_eq!(l.feed(b"ok \xff\xfe ERR\n").as_deref(), Some("ok \u{FFFD}\u{FFFD} ERR\n"));
+        assert_eq!(
+            l.feed(b"ok \xff\xfe ERR\n").as_deref(),
+            Some("ok \u{FFFD}\u{FFFD} ERR\n")
+        );
         assert!(stats::get(&STATS.invalid_utf8) > before);
     }
 
@@ -298,9 +305,15 @@ mod tests {
     fn exactly_max_is_kept_max_plus_one_is_cut() {
         let mut l = Lines::new(16);
         let s16 = "0123456789abcdef";
-        assert_eq!(l.feed(format!("{s16}\n").as_bytes()).unwrap(), format!("{s16}\n"));
+        assert_eq!(
+            l.feed(format!("{s16}\n").as_bytes()).unwrap(),
+            format!("{s16}\n")
+        );
         let before = stats::get(&STATS.lines_cut);
-        assert_eq!(l.feed(format!("{s16}X\nnext\n").as_bytes()).unwrap(), format!("{s16}\nnext\n"));
+        assert_eq!(
+            l.feed(format!("{s16}X\nnext\n").as_bytes()).unwrap(),
+            format!("{s16}\nnext\n")
+        );
         assert!(stats::get(&STATS.lines_cut) > before);
         // Held partial of exactly max bytes, then its newline.
         assert_eq!(l.feed(s16.as_bytes()), None);
@@ -325,7 +338,10 @@ mod tests {
             assert!(l.pending.capacity() <= 64, "held {}", l.pending.capacity());
         }
         out += &l.feed(b"xxx\nafter MATCH\n").unwrap();
-        assert_eq!(out, format!("first\nBEGIN{}\nafter MATCH\n", "x".repeat(27)));
+        assert_eq!(
+            out,
+            format!("first\nBEGIN{}\nafter MATCH\n", "x".repeat(27))
+        );
     }
 
     #[test]
@@ -333,7 +349,10 @@ mod tests {
         let mut l = Lines::new(16);
         // 15 ASCII bytes then a 3-byte character straddling the cut.
         let line = format!("{}€tail\n", "a".repeat(15));
-        assert_eq!(l.feed(line.as_bytes()).unwrap(), format!("{}\n", "a".repeat(15)));
+        assert_eq!(
+            l.feed(line.as_bytes()).unwrap(),
+            format!("{}\n", "a".repeat(15))
+        );
     }
 
     #[test]
@@ -342,7 +361,10 @@ mod tests {
         let a = "A".repeat(50);
         let b = "B".repeat(21);
         let input = format!("short\n{a}\nmid\n{b}\nend\npart");
-        assert_eq!(l.feed(input.as_bytes()).unwrap(), format!("short\n{}\nmid\n{}\nend\n", &a[..20], &b[..20]));
+        assert_eq!(
+            l.feed(input.as_bytes()).unwrap(),
+            format!("short\n{}\nmid\n{}\nend\n", &a[..20], &b[..20])
+        );
         assert_eq!(l.flush_partial().unwrap(), "part\n");
     }
 
@@ -354,11 +376,21 @@ mod tests {
             s[pos] = b'\n';
             for n in 0..=100 {
                 let sl = &s[..n];
-                assert_eq!(memchr_nl(sl), sl.iter().position(|&b| b == b'\n'), "{pos} {n}");
-                assert_eq!(memrchr_nl(sl), sl.iter().rposition(|&b| b == b'\n'), "{pos} {n}");
+                assert_eq!(
+                    memchr_nl(sl),
+                    sl.iter().position(|&b| b == b'\n'),
+                    "{pos} {n}"
+                );
+                assert_eq!(
+                    memrchr_nl(sl),
+                    sl.iter().rposition(|&b| b == b'\n'),
+                    "{pos} {n}"
+                );
             }
         }
-        let t: Vec<u8> = (0..10_000u32).map(|i| if i % 7 == 0 { b'\n' } else { b'q' }).collect();
+        let t: Vec<u8> = (0..10_000u32)
+            .map(|i| if i % 7 == 0 { b'\n' } else { b'q' })
+            .collect();
         assert_eq!(memchr_nl(&t[1..]), Some(6));
         assert_eq!(memrchr_nl(&t), Some(9996));
     }
@@ -389,7 +421,10 @@ mod tests {
                 Some(p) => (&input[..=p], &input[p + 1..]),
                 None => (&input[..0], &input[..]),
             };
-            for line in body.split(|&b| b == b'\n').take(body.iter().filter(|&&b| b == b'\n').count()) {
+            for line in body
+                .split(|&b| b == b'\n')
+                .take(body.iter().filter(|&&b| b == b'\n').count())
+            {
                 want.push_str(std::str::from_utf8(&line[..line.len().min(max)]).unwrap());
                 want.push('\n');
             }

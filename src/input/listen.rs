@@ -38,7 +38,12 @@ const BIND_RETRY: Duration = Duration::from_secs(3);
 const MAX_DATAGRAM: usize = 64 * 1024;
 
 /// Start a listener on its own thread (`listen:NAME`).
-pub fn spawn(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) -> JoinHandle<()> {
+pub fn spawn(
+    spec: ListenSpec,
+    max_line_bytes: usize,
+    tx: Sender<Event>,
+    stop: Stop,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("listen:{}", spec.name))
         .stack_size(192 * 1024)
@@ -51,7 +56,11 @@ pub fn spawn(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: S
 
 /// Bind with `bind`, retrying every `BIND_RETRY` while it fails (logged once
 /// per distinct error); `None` when stopped meanwhile.
-fn bind_retrying<T>(spec: &ListenSpec, stop: &Stop, bind: impl Fn(SocketAddr) -> std::io::Result<T>) -> Option<T> {
+fn bind_retrying<T>(
+    spec: &ListenSpec,
+    stop: &Stop,
+    bind: impl Fn(SocketAddr) -> std::io::Result<T>,
+) -> Option<T> {
     let proto = match spec.kind {
         ListenType::Udp => "udp",
         ListenType::Tcp => "tcp",
@@ -63,19 +72,30 @@ fn bind_retrying<T>(spec: &ListenSpec, stop: &Stop, bind: impl Fn(SocketAddr) ->
         }
         match bind(spec.address) {
             Ok(s) => {
-                log::info!("listen {}: listening on {proto} {}", spec.name, spec.address);
+                log::info!(
+                    "listen {}: listening on {proto} {}",
+                    spec.name,
+                    spec.address
+                );
                 return Some(s);
             }
             Err(e) => {
                 let hint = match e.kind() {
                     std::io::ErrorKind::AddrInUse => " (another program is listening there)",
-                    std::io::ErrorKind::PermissionDenied => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+                    std::io::ErrorKind::PermissionDenied => {
+                        " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                    }
                     std::io::ErrorKind::AddrNotAvailable => " (no interface has this address)",
                     _ => "",
                 };
                 let msg = format!("{e}{hint}");
                 if last_err.as_deref() != Some(msg.as_str()) {
-                    log::error!("listen {}: cannot listen on {proto} {}: {msg}; retrying every {} s", spec.name, spec.address, BIND_RETRY.as_secs());
+                    log::error!(
+                        "listen {}: cannot listen on {proto} {}: {msg}; retrying every {} s",
+                        spec.name,
+                        spec.address,
+                        BIND_RETRY.as_secs()
+                    );
                     last_err = Some(msg);
                 }
                 stats::add(&STATS.read_errors, 1);
@@ -88,7 +108,9 @@ fn bind_retrying<T>(spec: &ListenSpec, stop: &Stop, bind: impl Fn(SocketAddr) ->
 }
 
 fn udp(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
-    let Some(sock) = bind_retrying(&spec, &stop, UdpSocket::bind) else { return };
+    let Some(sock) = bind_retrying(&spec, &stop, UdpSocket::bind) else {
+        return;
+    };
     if let Err(e) = sock.set_read_timeout(Some(SLICE)) {
         log::error!("listen {}: {e}", spec.name);
         return;
@@ -103,7 +125,16 @@ fn udp(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
         }
         match sock.recv(&mut buf) {
             Ok(n) => datagram(&mut lines, &buf[..n], &mut batch),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 stats::add(&STATS.read_errors, 1);
                 log::debug!("listen {}: receive error: {e}", spec.name);
@@ -113,13 +144,30 @@ fn udp(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
         // Take whatever else is already queued, without waiting, into the same batch.
         while batch.len() < 256 * 1024 {
             // SAFETY: buf is valid for buf.len() bytes; the fd is the bound socket.
-            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT) };
+            let n = unsafe {
+                libc::recv(
+                    sock.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
             if n <= 0 {
                 break;
             }
             datagram(&mut lines, &buf[..n as usize], &mut batch);
         }
-        if !batch.is_empty() && send(&tx, &stop, Event::Lines { source: source.clone(), text: std::mem::take(&mut batch) }).is_err() {
+        if !batch.is_empty()
+            && send(
+                &tx,
+                &stop,
+                Event::Lines {
+                    source: source.clone(),
+                    text: std::mem::take(&mut batch),
+                },
+            )
+            .is_err()
+        {
             return;
         }
     }
@@ -136,7 +184,9 @@ fn datagram(lines: &mut Lines, d: &[u8], batch: &mut String) {
 }
 
 fn tcp(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
-    let Some(l) = bind_retrying(&spec, &stop, TcpListener::bind) else { return };
+    let Some(l) = bind_retrying(&spec, &stop, TcpListener::bind) else {
+        return;
+    };
     let source: Source = Arc::from(format!("listen:{}", spec.name));
     let active = Arc::new(AtomicUsize::new(0));
     let mut refused: u64 = 0;
@@ -152,7 +202,10 @@ fn tcp(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
         let (s, peer) = match l.accept() {
             Ok(x) => x,
             Err(e) => {
-                if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) {
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) {
                     log::debug!("listen {}: accept: {e}", spec.name);
                     // Out of file descriptors and the like: do not spin.
                     std::thread::sleep(Duration::from_millis(50));
@@ -178,13 +231,25 @@ fn tcp(spec: ListenSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
         }
         active.fetch_add(1, Ordering::SeqCst);
         let guard = Active(active.clone());
-        let (tx, stop, source, name, idle) = (tx.clone(), stop.clone(), source.clone(), spec.name.clone(), spec.idle_timeout);
-        let started = std::thread::Builder::new().name(format!("listen:{}:{peer}", spec.name)).stack_size(128 * 1024).spawn(move || {
-            let _guard = guard;
-            connection(s, peer, &name, source, idle, max_line_bytes, tx, stop);
-        });
+        let (tx, stop, source, name, idle) = (
+            tx.clone(),
+            stop.clone(),
+            source.clone(),
+            spec.name.clone(),
+            spec.idle_timeout,
+        );
+        let started = std::thread::Builder::new()
+            .name(format!("listen:{}:{peer}", spec.name))
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let _guard = guard;
+                connection(s, peer, &name, source, idle, max_line_bytes, tx, stop);
+            });
         if let Err(e) = started {
-            log::warn!("listen {}: cannot start a thread for {peer}: {e}", spec.name);
+            log::warn!(
+                "listen {}: cannot start a thread for {peer}: {e}",
+                spec.name
+            );
         }
     }
 }
@@ -199,7 +264,16 @@ impl Drop for Active {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn connection(mut s: TcpStream, peer: SocketAddr, name: &str, source: Source, idle: Duration, max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
+fn connection(
+    mut s: TcpStream,
+    peer: SocketAddr,
+    name: &str,
+    source: Source,
+    idle: Duration,
+    max_line_bytes: usize,
+    tx: Sender<Event>,
+    stop: Stop,
+) {
     log::debug!("listen {name}: connection from {peer}");
     let _ = s.set_nonblocking(false);
     if s.set_read_timeout(Some(SLICE)).is_err() {
@@ -217,14 +291,33 @@ fn connection(mut s: TcpStream, peer: SocketAddr, name: &str, source: Source, id
             Ok(n) => {
                 last = Instant::now();
                 if let Some(text) = lines.feed(&buf[..n]) {
-                    if send(&tx, &stop, Event::Lines { source: source.clone(), text }).is_err() {
+                    if send(
+                        &tx,
+                        &stop,
+                        Event::Lines {
+                            source: source.clone(),
+                            text,
+                        },
+                    )
+                    .is_err()
+                    {
                         return;
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
                 if !idle.is_zero() && last.elapsed() >= idle {
-                    break format!("closed after {} s without data (idle_timeout)", idle.as_secs_f64());
+                    break format!(
+                        "closed after {} s without data (idle_timeout)",
+                        idle.as_secs_f64()
+                    );
                 }
             }
             Err(e) => {
@@ -241,7 +334,11 @@ fn connection(mut s: TcpStream, peer: SocketAddr, name: &str, source: Source, id
 
 /// Wait up to `d` for a connection to accept.
 fn readable(l: &TcpListener, d: Duration) -> bool {
-    let mut p = libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     let r = unsafe { libc::poll(&mut p, 1, d.as_millis() as libc::c_int) };
     r > 0

@@ -10,8 +10,8 @@ pub mod stream;
 
 use crate::config::Config;
 use crate::event::{Event, Stop};
-use crossbeam_channel::{SendTimeoutError, Sender};
 use crate::state::State;
+use crossbeam_channel::{SendTimeoutError, Sender};
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,19 +30,51 @@ pub enum Mode {
 
 /// Start every input of `cfg`, as `mode` says. `state`: the state file and what it saved, to resume file
 /// positions and SSE event ids from (and to send `Event::Mark`s).
-pub fn start(cfg: &Config, tx: Sender<Event>, stop: Stop, mode: Mode, state: Option<(&Path, &State)>) -> Vec<JoinHandle<()>> {
+pub fn start(
+    cfg: &Config,
+    tx: Sender<Event>,
+    stop: Stop,
+    mode: Mode,
+    state: Option<(&Path, &State)>,
+) -> Vec<JoinHandle<()>> {
     let mut v = Vec::new();
     if !cfg.files.is_empty() {
-        let resume = state.map(|(path, st)| file::Resume { state_file: path.to_path_buf(), files: st.files.clone() });
-        let opts = file::Options { once: mode == Mode::Once, resume, lazy_watch: mode == Mode::UntilMatch };
-        v.push(file::spawn(cfg.files.clone(), cfg.max_line_bytes, tx.clone(), stop.clone(), opts));
+        let resume = state.map(|(path, st)| file::Resume {
+            state_file: path.to_path_buf(),
+            files: st.files.clone(),
+        });
+        let opts = file::Options {
+            once: mode == Mode::Once,
+            resume,
+            lazy_watch: mode == Mode::UntilMatch,
+        };
+        v.push(file::spawn(
+            cfg.files.clone(),
+            cfg.max_line_bytes,
+            tx.clone(),
+            stop.clone(),
+            opts,
+        ));
     }
     for s in &cfg.streams {
-        let resume = state.map(|(_, st)| stream::Resume { last_event_id: st.streams.get(&s.name).cloned() });
-        v.push(stream::spawn(s.clone(), cfg.max_line_bytes, tx.clone(), stop.clone(), resume));
+        let resume = state.map(|(_, st)| stream::Resume {
+            last_event_id: st.streams.get(&s.name).cloned(),
+        });
+        v.push(stream::spawn(
+            s.clone(),
+            cfg.max_line_bytes,
+            tx.clone(),
+            stop.clone(),
+            resume,
+        ));
     }
     for l in &cfg.listen {
-        v.push(listen::spawn(l.clone(), cfg.max_line_bytes, tx.clone(), stop.clone()));
+        v.push(listen::spawn(
+            l.clone(),
+            cfg.max_line_bytes,
+            tx.clone(),
+            stop.clone(),
+        ));
     }
     if cfg.stdin {
         v.push(stdin::spawn(cfg.max_line_bytes, tx, stop));

@@ -41,12 +41,23 @@ fn run(max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
             Ok(0) => break,
             Ok(n) => {
                 if let Some(text) = lines.feed(&buf[..n]) {
-                    if send(&tx, &stop, Event::Lines { source: source.clone(), text }).is_err() {
+                    if send(
+                        &tx,
+                        &stop,
+                        Event::Lines {
+                            source: source.clone(),
+                            text,
+                        },
+                    )
+                    .is_err()
+                    {
                         return;
                     }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted || e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    || e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 log::error!("stdin: read error: {e}; treating it as the end of input");
                 stats::add(&STATS.read_errors, 1);
@@ -55,7 +66,16 @@ fn run(max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
         }
     }
     if let Some(text) = lines.flush_partial() {
-        if send(&tx, &stop, Event::Lines { source: source.clone(), text }).is_err() {
+        if send(
+            &tx,
+            &stop,
+            Event::Lines {
+                source: source.clone(),
+                text,
+            },
+        )
+        .is_err()
+        {
             return;
         }
     }
@@ -65,7 +85,11 @@ fn run(max_line_bytes: usize, tx: Sender<Event>, stop: Stop) {
 
 /// Wait up to `ms` for fd 0 to be readable (or at its end); true when it is.
 fn readable(ms: i32) -> bool {
-    let mut p = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     let r = unsafe { libc::poll(&mut p, 1, ms) };
     if r < 0 {
         // EINTR: look again; anything else: let the read report it.

@@ -40,7 +40,8 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
     let mut first: Option<(Origin, Option<String>)> = None;
     for _hop in 0..=MAX_REDIRECTS {
         let target = Target::parse(&url).map_err(StreamError::Refused)?;
-        let (origin, first_userinfo) = first.get_or_insert_with(|| (target.origin(), target.userinfo.clone()));
+        let (origin, first_userinfo) =
+            first.get_or_insert_with(|| (target.origin(), target.userinfo.clone()));
         let creds = if target.origin() == *origin {
             // Same origin: everything, the configured URL's userinfo included
             // when the redirect's URL has none.
@@ -53,12 +54,24 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
         let proxy = proxy.as_ref();
         let mut wire = open(&target, proxy, spec, conn)?;
         let req = request(spec, &target, proxy, creds);
-        wire.write_all(req.as_bytes()).map_err(|e| StreamError::Lost(format!("{}: cannot send the request: {e}", target.shown)))?;
+        wire.write_all(req.as_bytes()).map_err(|e| {
+            StreamError::Lost(format!("{}: cannot send the request: {e}", target.shown))
+        })?;
         let head = read_head(&mut wire, spec.connect_timeout, conn, &target.shown)?;
         match head.status {
             200..=299 => {
-                let sse = spec.kind == StreamType::Sse || head.header("content-type").is_some_and(|c| c.trim().to_ascii_lowercase().starts_with("text/event-stream"));
-                conn.connected(&format!("{} (HTTP {}{})", target.shown, head.status, if sse { ", server-sent events" } else { "" }));
+                let sse = spec.kind == StreamType::Sse
+                    || head.header("content-type").is_some_and(|c| {
+                        c.trim()
+                            .to_ascii_lowercase()
+                            .starts_with("text/event-stream")
+                    });
+                conn.connected(&format!(
+                    "{} (HTTP {}{})",
+                    target.shown,
+                    head.status,
+                    if sse { ", server-sent events" } else { "" }
+                ));
                 if head.status == 204 {
                     return Ok(());
                 }
@@ -66,21 +79,50 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
                 return body(&mut wire, head.rest, framing, sse, spec, conn);
             }
             300..=399 => {
-                let loc = head.header("location").ok_or_else(|| StreamError::Lost(format!("{}: HTTP {} without a Location header", target.shown, head.status)))?;
+                let loc = head.header("location").ok_or_else(|| {
+                    StreamError::Lost(format!(
+                        "{}: HTTP {} without a Location header",
+                        target.shown, head.status
+                    ))
+                })?;
                 let next = resolve(&target, loc);
-                log::debug!("stream {}: HTTP {} redirect to {}", conn.name, head.status, crate::net::redact_url(&next));
-                if target.https && next.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) {
-                    return Err(StreamError::Refused(format!("{}: redirect from https to http refused ({})", target.shown, crate::net::redact_url(&next))));
+                log::debug!(
+                    "stream {}: HTTP {} redirect to {}",
+                    conn.name,
+                    head.status,
+                    crate::net::redact_url(&next)
+                );
+                if target.https
+                    && next
+                        .get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+                {
+                    return Err(StreamError::Refused(format!(
+                        "{}: redirect from https to http refused ({})",
+                        target.shown,
+                        crate::net::redact_url(&next)
+                    )));
                 }
                 url = next;
             }
             401 | 403 => {
-                return Err(StreamError::Refused(format!("{}: credentials were refused (HTTP {})", target.shown, head.status)));
+                return Err(StreamError::Refused(format!(
+                    "{}: credentials were refused (HTTP {})",
+                    target.shown, head.status
+                )));
             }
-            s => return Err(StreamError::Lost(format!("{}: HTTP {s} {}", target.shown, head.reason))),
+            s => {
+                return Err(StreamError::Lost(format!(
+                    "{}: HTTP {s} {}",
+                    target.shown, head.reason
+                )))
+            }
         }
     }
-    Err(StreamError::Lost(format!("{}: redirect loop (more than {MAX_REDIRECTS} redirects)", crate::net::redact_url(&spec.url))))
+    Err(StreamError::Lost(format!(
+        "{}: redirect loop (more than {MAX_REDIRECTS} redirects)",
+        crate::net::redact_url(&spec.url)
+    )))
 }
 
 /// Scheme (https or not), lowercased host and port: what must match for
@@ -90,8 +132,14 @@ type Origin = (bool, String, u16);
 /// Log, once per stream and origin, that a redirect's request went out
 /// without the stream's credentials and headers.
 fn not_forwarded_once(stream: &str, t: &Target) {
-    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<(String, Origin)>>> = std::sync::OnceLock::new();
-    let new = SEEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner()).insert((stream.to_string(), t.origin()));
+    static SEEN: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashSet<(String, Origin)>>,
+    > = std::sync::OnceLock::new();
+    let new = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((stream.to_string(), t.origin()));
     if new {
         log::info!("stream {stream}: redirected to another origin ({}): credentials and configured headers were not forwarded", t.shown);
     }
@@ -114,18 +162,39 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Target, String> {
         let shown = crate::net::redact_url(url);
-        let uri: Uri = url.parse().map_err(|e| format!("{shown}: not a valid URL: {e}"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("{shown}: not a valid URL: {e}"))?;
         let https = match uri.scheme_str().map(|s| s.to_ascii_lowercase()).as_deref() {
             Some("http") => false,
             Some("https") => true,
             _ => return Err(format!("{shown}: expected an http:// or https:// URL")),
         };
-        let host = uri.host().ok_or_else(|| format!("{shown}: no host"))?.to_string();
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("{shown}: no host"))?
+            .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let path = uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string());
-        let path = if path.starts_with('/') { path } else { format!("/{path}") };
-        let userinfo = uri.authority().and_then(|a| a.as_str().rsplit_once('@').map(|(u, _)| u.to_string()));
-        Ok(Target { uri, https, host, port, path, userinfo, shown })
+        let path = uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string());
+        let path = if path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        };
+        let userinfo = uri
+            .authority()
+            .and_then(|a| a.as_str().rsplit_once('@').map(|(u, _)| u.to_string()));
+        Ok(Target {
+            uri,
+            https,
+            host,
+            port,
+            path,
+            userinfo,
+            shown,
+        })
     }
 
     fn origin(&self) -> Origin {
@@ -204,17 +273,34 @@ fn proxy_for(t: &Target) -> Option<ureq::Proxy> {
     if ureq::Proxy::try_from_env()?.is_no_proxy(&t.uri) {
         return None;
     }
-    let names: [&str; 4] = if t.https { ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] } else { ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] };
-    names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty())).and_then(|v| ureq::Proxy::new(&v).ok())
+    let names: [&str; 4] = if t.https {
+        ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+    } else {
+        ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+    };
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+        .and_then(|v| ureq::Proxy::new(&v).ok())
 }
 
 /// Connect (through the proxy when there is one), TLS for https.
-fn open(t: &Target, proxy: Option<&ureq::Proxy>, spec: &StreamSpec, conn: &mut Conn) -> Result<Wire, StreamError> {
+fn open(
+    t: &Target,
+    proxy: Option<&ureq::Proxy>,
+    spec: &StreamSpec,
+    conn: &mut Conn,
+) -> Result<Wire, StreamError> {
     let s = match proxy {
         None => tcp_connect(&t.host, t.port, spec.connect_timeout, &conn.stop)?,
         Some(p) => {
             if p.protocol() != ureq::ProxyProtocol::Http {
-                return Err(StreamError::Refused(format!("proxy {}:{}: only http:// proxies are supported for streams ({:?})", p.host(), p.port(), p.protocol())));
+                return Err(StreamError::Refused(format!(
+                    "proxy {}:{}: only http:// proxies are supported for streams ({:?})",
+                    p.host(),
+                    p.port(),
+                    p.protocol()
+                )));
             }
             let s = tcp_connect(p.host(), p.port(), spec.connect_timeout, &conn.stop)?;
             if !t.https {
@@ -222,16 +308,25 @@ fn open(t: &Target, proxy: Option<&ureq::Proxy>, spec: &StreamSpec, conn: &mut C
                 return Ok(Wire::Plain(s));
             }
             let mut w = Wire::Plain(s);
-            let mut req = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {ua}\r\n", host = t.host, port = t.port, ua = crate::net::USER_AGENT);
+            let mut req = format!(
+                "CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {ua}\r\n",
+                host = t.host,
+                port = t.port,
+                ua = crate::net::USER_AGENT
+            );
             if let Some(a) = proxy_auth(p) {
                 req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
             }
             req.push_str("\r\n");
             let shown = format!("proxy {}:{}", p.host(), p.port());
-            w.write_all(req.as_bytes()).map_err(|e| StreamError::Lost(format!("{shown}: {e}")))?;
+            w.write_all(req.as_bytes())
+                .map_err(|e| StreamError::Lost(format!("{shown}: {e}")))?;
             let head = read_head(&mut w, spec.connect_timeout, conn, &shown)?;
             if !(200..300).contains(&head.status) {
-                return Err(StreamError::Lost(format!("{shown}: CONNECT to {}:{} answered HTTP {} {}", t.host, t.port, head.status, head.reason)));
+                return Err(StreamError::Lost(format!(
+                    "{shown}: CONNECT to {}:{} answered HTTP {} {}",
+                    t.host, t.port, head.status, head.reason
+                )));
             }
             match w {
                 Wire::Plain(s) => s,
@@ -250,37 +345,65 @@ fn open(t: &Target, proxy: Option<&ureq::Proxy>, spec: &StreamSpec, conn: &mut C
         Ok(Wire::Tls(Box::new(tls)))
     }
     #[cfg(not(feature = "tls"))]
-    Err(StreamError::Refused(crate::net::tls_unavailable(&spec.url).unwrap_or_else(|| "https:// needs TLS".into())))
+    Err(StreamError::Refused(
+        crate::net::tls_unavailable(&spec.url).unwrap_or_else(|| "https:// needs TLS".into()),
+    ))
 }
 
 fn proxy_auth(p: &ureq::Proxy) -> Option<String> {
-    p.username().map(|u| format!("Basic {}", base64(format!("{u}:{}", p.password().unwrap_or("")).as_bytes())))
+    p.username().map(|u| {
+        format!(
+            "Basic {}",
+            base64(format!("{u}:{}", p.password().unwrap_or("")).as_bytes())
+        )
+    })
 }
 
 /// The GET request. `creds` is `Some(URL userinfo)` when the request may
 /// carry the stream's credentials and configured headers (the configured
 /// URL's origin), `None` for another origin: neither is sent there.
-fn request(spec: &StreamSpec, t: &Target, proxy: Option<&ureq::Proxy>, creds: Option<Option<&str>>) -> String {
+fn request(
+    spec: &StreamSpec,
+    t: &Target,
+    proxy: Option<&ureq::Proxy>,
+    creds: Option<Option<&str>>,
+) -> String {
     let target = match proxy {
         Some(_) if !t.https => format!("http://{}{}", t.host_header(), t.path),
         _ => t.path.clone(),
     };
-    let mut r = format!("GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n", t.host_header(), crate::net::USER_AGENT);
+    let mut r = format!(
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n",
+        t.host_header(),
+        crate::net::USER_AGENT
+    );
     let headers: &[(String, String)] = if creds.is_some() { &spec.headers } else { &[] };
     let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
     if !has("accept") {
-        r.push_str(if spec.kind == StreamType::Sse { "Accept: text/event-stream\r\n" } else { "Accept: */*\r\n" });
+        r.push_str(if spec.kind == StreamType::Sse {
+            "Accept: text/event-stream\r\n"
+        } else {
+            "Accept: */*\r\n"
+        });
     }
     if spec.kind == StreamType::Sse && !has("cache-control") {
         r.push_str("Cache-Control: no-cache\r\n");
     }
     if let Some(userinfo) = creds.filter(|_| !has("authorization")) {
         match &spec.auth {
-            Some(AuthCfg::Basic(up)) => r.push_str(&format!("Authorization: Basic {}\r\n", base64(up.0.as_bytes()))),
-            Some(AuthCfg::Bearer(tok)) => r.push_str(&format!("Authorization: Bearer {}\r\n", tok.0)),
+            Some(AuthCfg::Basic(up)) => r.push_str(&format!(
+                "Authorization: Basic {}\r\n",
+                base64(up.0.as_bytes())
+            )),
+            Some(AuthCfg::Bearer(tok)) => {
+                r.push_str(&format!("Authorization: Bearer {}\r\n", tok.0))
+            }
             None => {
                 if let Some(ui) = userinfo {
-                    r.push_str(&format!("Authorization: Basic {}\r\n", base64(percent_decode(ui).as_bytes())));
+                    r.push_str(&format!(
+                        "Authorization: Basic {}\r\n",
+                        base64(percent_decode(ui).as_bytes())
+                    ));
                 }
             }
         }
@@ -319,36 +442,64 @@ struct Head {
 
 impl Head {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Read the status line and headers within `deadline` (1xx answers skipped).
-fn read_head(w: &mut Wire, deadline: Duration, conn: &Conn, shown: &str) -> Result<Head, StreamError> {
-    let end = Instant::now() + if deadline.is_zero() { Duration::from_secs(10) } else { deadline };
+fn read_head(
+    w: &mut Wire,
+    deadline: Duration,
+    conn: &Conn,
+    shown: &str,
+) -> Result<Head, StreamError> {
+    let end = Instant::now()
+        + if deadline.is_zero() {
+            Duration::from_secs(10)
+        } else {
+            deadline
+        };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
         if let Some((len, body_at)) = find_head_end(&buf) {
-            let head = parse_head(&buf[..len]).map_err(|e| StreamError::Lost(format!("{shown}: {e}")))?;
+            let head =
+                parse_head(&buf[..len]).map_err(|e| StreamError::Lost(format!("{shown}: {e}")))?;
             let rest = buf[body_at..].to_vec();
             if (100..200).contains(&head.0) && head.0 != 101 {
                 buf = rest;
                 continue;
             }
-            return Ok(Head { status: head.0, reason: head.1, headers: head.2, rest });
+            return Ok(Head {
+                status: head.0,
+                reason: head.1,
+                headers: head.2,
+                rest,
+            });
         }
         if buf.len() > MAX_HEAD {
-            return Err(StreamError::Lost(format!("{shown}: the response headers are larger than {MAX_HEAD} bytes")));
+            return Err(StreamError::Lost(format!(
+                "{shown}: the response headers are larger than {MAX_HEAD} bytes"
+            )));
         }
         if conn.stopped() {
             return Err(StreamError::Stopped);
         }
         if Instant::now() >= end {
-            return Err(StreamError::Lost(format!("{shown}: no HTTP answer within {} s (connect_timeout)", super::fmt_secs(deadline))));
+            return Err(StreamError::Lost(format!(
+                "{shown}: no HTTP answer within {} s (connect_timeout)",
+                super::fmt_secs(deadline)
+            )));
         }
         match w.read(&mut chunk) {
-            Ok(0) => return Err(StreamError::Lost(format!("{shown}: the server closed the connection without an HTTP answer"))),
+            Ok(0) => {
+                return Err(StreamError::Lost(format!(
+                    "{shown}: the server closed the connection without an HTTP answer"
+                )))
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(StreamError::Lost(format!("{shown}: read error: {e}"))),
@@ -380,9 +531,17 @@ fn parse_head(b: &[u8]) -> Result<ParsedHead, String> {
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     if !version.starts_with("HTTP/") {
-        return Err(format!("not an HTTP answer: {:?}", status_line.chars().take(60).collect::<String>()));
+        return Err(format!(
+            "not an HTTP answer: {:?}",
+            status_line.chars().take(60).collect::<String>()
+        ));
     }
-    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad HTTP status line: {:?}", status_line.chars().take(60).collect::<String>()))?;
+    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        format!(
+            "bad HTTP status line: {:?}",
+            status_line.chars().take(60).collect::<String>()
+        )
+    })?;
     let reason = parts.next().unwrap_or("").trim().to_string();
     let mut headers = Vec::new();
     for l in lines {
@@ -402,25 +561,46 @@ enum Framing {
 }
 
 fn framing(h: &Head) -> Result<Framing, StreamError> {
-    if h.header("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
+    if h.header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
+    {
         return Ok(Framing::Chunked);
     }
     match h.header("content-length") {
-        Some(v) => v.trim().parse().map(Framing::Length).map_err(|_| StreamError::Lost(format!("bad Content-Length: {v:?}"))),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Framing::Length)
+            .map_err(|_| StreamError::Lost(format!("bad Content-Length: {v:?}"))),
         None => Ok(Framing::Close),
     }
 }
 
 /// Read the body to its end, decoding its framing, as lines or as SSE.
-fn body(w: &mut Wire, rest: Vec<u8>, framing: Framing, sse: bool, spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
-    let mut parser = if sse { Some(SseParser::new(&spec.name, conn.max_line_bytes())) } else { None };
+fn body(
+    w: &mut Wire,
+    rest: Vec<u8>,
+    framing: Framing,
+    sse: bool,
+    spec: &StreamSpec,
+    conn: &mut Conn,
+) -> Result<(), StreamError> {
+    let mut parser = if sse {
+        Some(SseParser::new(&spec.name, conn.max_line_bytes()))
+    } else {
+        None
+    };
     let mut events = Vec::new();
     let mut deliver = |conn: &mut Conn, payload: &[u8]| -> Result<(), StreamError> {
         match &mut parser {
             None => conn.feed(payload),
             Some(p) => {
                 p.feed(payload, &mut events);
-                let mut r = if events.is_empty() { Ok(()) } else { conn.feed(&events) };
+                let mut r = if events.is_empty() {
+                    Ok(())
+                } else {
+                    conn.feed(&events)
+                };
                 if p.retry.is_some() {
                     conn.retry = p.retry;
                 }
@@ -489,10 +669,16 @@ struct Decoder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// Reading a chunk-size line: value so far, digits, in an extension.
-    Size { n: u64, digits: u8, ext: bool },
+    Size {
+        n: u64,
+        digits: u8,
+        ext: bool,
+    },
     Data(u64),
     /// After chunk data: CRLF expected.
-    DataEnd { cr: bool },
+    DataEnd {
+        cr: bool,
+    },
     /// Trailer lines: length of the current one.
     Trailer(usize),
     Done,
@@ -500,8 +686,20 @@ enum Chunk {
 
 impl Decoder {
     fn new(framing: Framing) -> Decoder {
-        let left = if let Framing::Length(n) = framing { n } else { 0 };
-        Decoder { framing, state: Chunk::Size { n: 0, digits: 0, ext: false }, left }
+        let left = if let Framing::Length(n) = framing {
+            n
+        } else {
+            0
+        };
+        Decoder {
+            framing,
+            state: Chunk::Size {
+                n: 0,
+                digits: 0,
+                ext: false,
+            },
+            left,
+        }
     }
 
     /// The connection closed: fine for a body that ends at close (or is complete).
@@ -509,14 +707,23 @@ impl Decoder {
         match self.framing {
             Framing::Close => Ok(()),
             Framing::Length(_) if self.left == 0 => Ok(()),
-            Framing::Length(_) => Err(format!("the server closed the connection {} bytes before the end of the body", self.left)),
+            Framing::Length(_) => Err(format!(
+                "the server closed the connection {} bytes before the end of the body",
+                self.left
+            )),
             Framing::Chunked if self.state == Chunk::Done => Ok(()),
-            Framing::Chunked => Err("the server closed the connection in the middle of a chunked body".into()),
+            Framing::Chunked => {
+                Err("the server closed the connection in the middle of a chunked body".into())
+            }
         }
     }
 
     /// Decode `input`, handing payload to `sink`; true when the body is complete.
-    fn decode(&mut self, input: &[u8], sink: &mut dyn FnMut(&[u8]) -> Result<(), StreamError>) -> Result<bool, DecodeError> {
+    fn decode(
+        &mut self,
+        input: &[u8],
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), StreamError>,
+    ) -> Result<bool, DecodeError> {
         match self.framing {
             Framing::Close => {
                 sink(input).map_err(DecodeError::Sink)?;
@@ -534,7 +741,11 @@ impl Decoder {
         }
     }
 
-    fn chunked(&mut self, mut input: &[u8], sink: &mut dyn FnMut(&[u8]) -> Result<(), StreamError>) -> Result<bool, DecodeError> {
+    fn chunked(
+        &mut self,
+        mut input: &[u8],
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), StreamError>,
+    ) -> Result<bool, DecodeError> {
         let bad = |m: &str| DecodeError::Bad(format!("bad chunked body: {m}"));
         while !input.is_empty() {
             match self.state {
@@ -542,18 +753,30 @@ impl Decoder {
                     let b = input[0];
                     input = &input[1..];
                     self.state = match b {
-                        b'\n' if digits == 0 => return Err(bad("a chunk size line without a size")),
+                        b'\n' if digits == 0 => {
+                            return Err(bad("a chunk size line without a size"))
+                        }
                         b'\n' if n == 0 => Chunk::Trailer(0),
                         b'\n' => Chunk::Data(n),
                         _ if ext => Chunk::Size { n, digits, ext },
-                        b';' => Chunk::Size { n, digits, ext: true },
+                        b';' => Chunk::Size {
+                            n,
+                            digits,
+                            ext: true,
+                        },
                         b'\r' | b' ' | b'\t' => Chunk::Size { n, digits, ext },
                         _ => {
-                            let d = (b as char).to_digit(16).ok_or_else(|| bad("a chunk size that is not hexadecimal"))?;
+                            let d = (b as char)
+                                .to_digit(16)
+                                .ok_or_else(|| bad("a chunk size that is not hexadecimal"))?;
                             if digits >= 15 {
                                 return Err(bad("a chunk size too large"));
                             }
-                            Chunk::Size { n: n * 16 + d as u64, digits: digits + 1, ext }
+                            Chunk::Size {
+                                n: n * 16 + d as u64,
+                                digits: digits + 1,
+                                ext,
+                            }
                         }
                     };
                 }
@@ -561,14 +784,22 @@ impl Decoder {
                     let k = (left.min(input.len() as u64)) as usize;
                     sink(&input[..k]).map_err(DecodeError::Sink)?;
                     input = &input[k..];
-                    self.state = if left - k as u64 == 0 { Chunk::DataEnd { cr: false } } else { Chunk::Data(left - k as u64) };
+                    self.state = if left - k as u64 == 0 {
+                        Chunk::DataEnd { cr: false }
+                    } else {
+                        Chunk::Data(left - k as u64)
+                    };
                 }
                 Chunk::DataEnd { cr } => {
                     let b = input[0];
                     input = &input[1..];
                     self.state = match b {
                         b'\r' if !cr => Chunk::DataEnd { cr: true },
-                        b'\n' => Chunk::Size { n: 0, digits: 0, ext: false },
+                        b'\n' => Chunk::Size {
+                            n: 0,
+                            digits: 0,
+                            ext: false,
+                        },
                         _ => return Err(bad("chunk data longer than its size")),
                     };
                 }
@@ -598,8 +829,16 @@ pub fn base64(input: &[u8]) -> String {
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -611,7 +850,10 @@ pub fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;

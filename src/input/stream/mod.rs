@@ -101,7 +101,13 @@ pub struct Resume {
 }
 
 /// Start a stream input on its own thread (`input:stream:NAME`).
-pub fn spawn(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, resume: Option<Resume>) -> JoinHandle<()> {
+pub fn spawn(
+    spec: StreamSpec,
+    max_line_bytes: usize,
+    tx: Sender<Event>,
+    stop: Stop,
+    resume: Option<Resume>,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name(format!("input:stream:{}", spec.name))
         // TLS handshakes (OpenSSL) want more than the 128 KiB of a file input.
@@ -120,16 +126,29 @@ fn connect_once(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
 }
 
 /// The reconnect loop: connect, read until the connection ends, wait, again.
-fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, resume: Option<Resume>) {
+fn run(
+    spec: StreamSpec,
+    max_line_bytes: usize,
+    tx: Sender<Event>,
+    stop: Stop,
+    resume: Option<Resume>,
+) {
     let shown = crate::net::redact_url(&spec.url);
-    let shown = if spec.url.contains("://") { shown } else { spec.url.clone() };
+    let shown = if spec.url.contains("://") {
+        shown
+    } else {
+        spec.url.clone()
+    };
     let mut backoff = Backoff::new(spec.reconnect_delay, spec.max_reconnect_delay);
     let mut retry_base: Option<Duration> = None;
     let mut conn = Conn::new(&spec, max_line_bytes, tx, stop);
     if let Some(r) = resume {
         conn.marks = true;
         if let Some(id) = r.last_event_id.filter(|id| !id.is_empty()) {
-            log::debug!("stream {}: resuming after SSE event id {id:?} (state file)", spec.name);
+            log::debug!(
+                "stream {}: resuming after SSE event id {id:?} (state file)",
+                spec.name
+            );
             sse::set_last_event_id(&spec.name, &id);
         }
     }
@@ -153,11 +172,15 @@ fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, r
             retry_base = conn.retry;
             // Kept within [100 ms, max_reconnect_delay]: a server can neither
             // stop us reconnecting nor make us hammer it (`retry: 0`).
-            let base = conn.retry.unwrap_or(spec.reconnect_delay).clamp(crate::config::MIN_RECONNECT_DELAY, spec.max_reconnect_delay);
+            let base = conn
+                .retry
+                .unwrap_or(spec.reconnect_delay)
+                .clamp(crate::config::MIN_RECONNECT_DELAY, spec.max_reconnect_delay);
             backoff = Backoff::new(base, spec.max_reconnect_delay);
         }
         let up = conn.connected_at.map(|t| t.elapsed());
-        let healthy = up.is_some_and(|d| d >= HEALTHY_AFTER || (conn.delivered && d >= backoff.ceiling()));
+        let healthy =
+            up.is_some_and(|d| d >= HEALTHY_AFTER || (conn.delivered && d >= backoff.ceiling()));
         if healthy {
             backoff.reset();
             last_reason = None;
@@ -165,8 +188,13 @@ fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, r
         }
         let (reason, at_max) = match res {
             Err(StreamError::Stopped) => break,
-            Ok(()) if conn.connected_at.is_some() => ("the server ended the stream".to_string(), false),
-            Ok(()) => ("the connection ended before the stream started".to_string(), false),
+            Ok(()) if conn.connected_at.is_some() => {
+                ("the server ended the stream".to_string(), false)
+            }
+            Ok(()) => (
+                "the connection ended before the stream started".to_string(),
+                false,
+            ),
             Err(StreamError::Lost(m)) => (m, false),
             Err(StreamError::Refused(m)) => (m, true),
         };
@@ -174,19 +202,29 @@ fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, r
             break;
         }
         stats::add(&STATS.stream_failures, 1);
-        let delay = if at_max { spec.max_reconnect_delay } else { backoff.next_delay() };
+        let delay = if at_max {
+            spec.max_reconnect_delay
+        } else {
+            backoff.next_delay()
+        };
         let next = format!("next try in {:.1} s", delay.as_secs_f64());
         if last_reason.as_deref() == Some(reason.as_str()) {
             repeats += 1;
             log::debug!("stream {}: {reason} (again: {repeats} time(s), {attempts} attempt(s) so far); {next}", spec.name);
         } else {
             if at_max {
-                log::error!("stream {}: {reason}; retrying at the maximum delay, {next}", spec.name);
+                log::error!(
+                    "stream {}: {reason}; retrying at the maximum delay, {next}",
+                    spec.name
+                );
             } else {
                 log::warn!("stream {}: {reason}; {next}", spec.name);
             }
             if repeats > 0 {
-                log::debug!("stream {}: the previous failure repeated {repeats} time(s)", spec.name);
+                log::debug!(
+                    "stream {}: the previous failure repeated {repeats} time(s)",
+                    spec.name
+                );
             }
             last_reason = Some(reason);
             repeats = 0;
@@ -195,7 +233,10 @@ fn run(spec: StreamSpec, max_line_bytes: usize, tx: Sender<Event>, stop: Stop, r
             break;
         }
     }
-    log::debug!("stream {}: stopped after {attempts} connection attempt(s)", spec.name);
+    log::debug!(
+        "stream {}: stopped after {attempts} connection attempt(s)",
+        spec.name
+    );
 }
 
 /// Sleep `d` in small slices; false when the stop flag was set meanwhile.
@@ -308,13 +349,32 @@ impl Conn {
         if !self.marks {
             return Ok(());
         }
-        let mark = crate::state::Mark::Stream { name: self.name.clone(), last_event_id: id };
-        send(&self.tx, &self.stop, Event::Mark { source: self.source.clone(), mark }).map_err(|_| StreamError::Stopped)
+        let mark = crate::state::Mark::Stream {
+            name: self.name.clone(),
+            last_event_id: id,
+        };
+        send(
+            &self.tx,
+            &self.stop,
+            Event::Mark {
+                source: self.source.clone(),
+                mark,
+            },
+        )
+        .map_err(|_| StreamError::Stopped)
     }
 
     fn send_text(&mut self, text: String) -> Result<(), StreamError> {
         self.delivered = true;
-        send(&self.tx, &self.stop, Event::Lines { source: self.source.clone(), text }).map_err(|_| StreamError::Stopped)
+        send(
+            &self.tx,
+            &self.stop,
+            Event::Lines {
+                source: self.source.clone(),
+                text,
+            },
+        )
+        .map_err(|_| StreamError::Stopped)
     }
 }
 
@@ -325,7 +385,12 @@ pub type Sink<'a> = dyn FnMut(&mut Conn, &[u8]) -> Result<(), StreamError> + 'a;
 /// closes it, handing each chunk to `sink`. Returns `Ok(())` at the end of the
 /// stream; `Lost` after `idle` without a byte (zero: never) or on a read
 /// error; `Stopped` when the stop flag is set.
-pub fn pump<R: Read + ?Sized>(r: &mut R, conn: &mut Conn, idle: Duration, sink: &mut Sink) -> Result<(), StreamError> {
+pub fn pump<R: Read + ?Sized>(
+    r: &mut R,
+    conn: &mut Conn,
+    idle: Duration,
+    sink: &mut Sink,
+) -> Result<(), StreamError> {
     let mut buf = ReadBuf::new();
     let mut last = Instant::now();
     loop {
@@ -351,7 +416,10 @@ pub fn pump<R: Read + ?Sized>(r: &mut R, conn: &mut Conn, idle: Duration, sink: 
 
 /// The message for an idle timeout.
 pub fn idle_error(idle: Duration) -> StreamError {
-    StreamError::Lost(format!("no data for {} s (idle_timeout); reconnecting", fmt_secs(idle)))
+    StreamError::Lost(format!(
+        "no data for {} s (idle_timeout); reconnecting",
+        fmt_secs(idle)
+    ))
 }
 
 /// `1.5`, `120`: seconds as a short number.
@@ -366,19 +434,39 @@ pub fn fmt_secs(d: Duration) -> String {
 
 /// A read that timed out (the socket's read timeout): look at the stop flag and read again.
 pub fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// Resolve `host:port` and connect within `timeout` (each address in turn),
 /// with TCP keepalive on and the read timeout set to `READ_SLICE`.
-pub fn tcp_connect(host: &str, port: u16, timeout: Duration, stop: &Stop) -> Result<std::net::TcpStream, StreamError> {
+pub fn tcp_connect(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    stop: &Stop,
+) -> Result<std::net::TcpStream, StreamError> {
     use std::net::ToSocketAddrs;
-    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    let addrs: Vec<std::net::SocketAddr> = (h, port).to_socket_addrs().map_err(|e| StreamError::Lost(format!("cannot resolve {host}: {e}")))?.collect();
+    let h = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<std::net::SocketAddr> = (h, port)
+        .to_socket_addrs()
+        .map_err(|e| StreamError::Lost(format!("cannot resolve {host}: {e}")))?
+        .collect();
     if addrs.is_empty() {
-        return Err(StreamError::Lost(format!("cannot resolve {host}: no addresses")));
+        return Err(StreamError::Lost(format!(
+            "cannot resolve {host}: no addresses"
+        )));
     }
-    let timeout = if timeout.is_zero() { Duration::from_secs(10) } else { timeout };
+    let timeout = if timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        timeout
+    };
     let mut last = String::new();
     for a in addrs {
         if stop.is_stopped() {
@@ -388,11 +476,18 @@ pub fn tcp_connect(host: &str, port: u16, timeout: Duration, stop: &Stop) -> Res
             Ok(s) => {
                 set_keepalive(&s);
                 let _ = s.set_nodelay(true);
-                s.set_read_timeout(Some(READ_SLICE)).map_err(|e| StreamError::Lost(format!("socket: {e}")))?;
-                s.set_write_timeout(Some(timeout)).map_err(|e| StreamError::Lost(format!("socket: {e}")))?;
+                s.set_read_timeout(Some(READ_SLICE))
+                    .map_err(|e| StreamError::Lost(format!("socket: {e}")))?;
+                s.set_write_timeout(Some(timeout))
+                    .map_err(|e| StreamError::Lost(format!("socket: {e}")))?;
                 return Ok(s);
             }
-            Err(e) if is_timeout(&e) => last = format!("cannot connect to {host}:{port}: no answer within {} s (connect_timeout)", fmt_secs(timeout)),
+            Err(e) if is_timeout(&e) => {
+                last = format!(
+                    "cannot connect to {host}:{port}: no answer within {} s (connect_timeout)",
+                    fmt_secs(timeout)
+                )
+            }
             Err(e) => last = format!("cannot connect to {host}:{port}: {e}"),
         }
     }
@@ -404,12 +499,29 @@ pub fn tcp_connect(host: &str, port: u16, timeout: Duration, stop: &Stop) -> Res
 /// or the stop flag is set, so a server that accepts and never answers holds
 /// up neither shutdown nor the reconnect loop.
 #[cfg(feature = "tls")]
-pub fn tls_handshake(s: std::net::TcpStream, host: &str, spec: &StreamSpec, conn: &Conn) -> Result<native_tls::TlsStream<std::net::TcpStream>, StreamError> {
-    let timeout = if spec.connect_timeout.is_zero() { Duration::from_secs(10) } else { spec.connect_timeout };
-    match crate::net::tls_connect_until(s, host, &spec.tls, Some((Instant::now() + timeout, &conn.stop))) {
+pub fn tls_handshake(
+    s: std::net::TcpStream,
+    host: &str,
+    spec: &StreamSpec,
+    conn: &Conn,
+) -> Result<native_tls::TlsStream<std::net::TcpStream>, StreamError> {
+    let timeout = if spec.connect_timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        spec.connect_timeout
+    };
+    match crate::net::tls_connect_until(
+        s,
+        host,
+        &spec.tls,
+        Some((Instant::now() + timeout, &conn.stop)),
+    ) {
         Ok(t) => Ok(t),
         Err(_) if conn.stopped() => Err(StreamError::Stopped),
-        Err(e) if e.ends_with("timed out") => Err(StreamError::Lost(format!("{e} (no answer within {} s, connect_timeout)", fmt_secs(timeout)))),
+        Err(e) if e.ends_with("timed out") => Err(StreamError::Lost(format!(
+            "{e} (no answer within {} s, connect_timeout)",
+            fmt_secs(timeout)
+        ))),
         Err(e) => Err(StreamError::from_tls(e)),
     }
 }
@@ -422,16 +534,40 @@ pub fn set_keepalive(s: &std::net::TcpStream) {
     let on: libc::c_int = 1;
     // SAFETY: fd is a valid socket; the option value is a c_int of the given size.
     unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, &on as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            &on as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             let idle: libc::c_int = 60;
             let intvl: libc::c_int = 15;
             let cnt: libc::c_int = 4;
             let sz = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &idle as *const _ as *const libc::c_void, sz);
-            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, &intvl as *const _ as *const libc::c_void, sz);
-            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, &cnt as *const _ as *const libc::c_void, sz);
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPIDLE,
+                &idle as *const _ as *const libc::c_void,
+                sz,
+            );
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPINTVL,
+                &intvl as *const _ as *const libc::c_void,
+                sz,
+            );
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPCNT,
+                &cnt as *const _ as *const libc::c_void,
+                sz,
+            );
         }
     }
 }
@@ -487,8 +623,10 @@ mod tests {
     #[test]
     fn every_stream_thread_exits_promptly_on_stop() {
         let (tcp, _a) = server(b"hello\n");
-        let (http, _b) = server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n");
-        let (sse, _c) = server(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: hi\n\n");
+        let (http, _b) =
+            server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n");
+        let (sse, _c) =
+            server(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: hi\n\n");
         let (silent, _d) = server(b"");
         let (refused, _e) = server(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
         let (tx, rx) = crossbeam_channel::bounded(1000);
@@ -497,11 +635,22 @@ mod tests {
             spec(StreamType::Tcp, format!("127.0.0.1:{tcp}")),
             spec(StreamType::Http, format!("http://127.0.0.1:{http}/")),
             spec(StreamType::Sse, format!("http://127.0.0.1:{sse}/")),
-            { let mut s = spec(StreamType::Http, format!("http://127.0.0.1:{silent}/")); s.name = "silent".into(); s },
-            { let mut s = spec(StreamType::Http, format!("http://127.0.0.1:{refused}/")); s.name = "refused".into(); s },
+            {
+                let mut s = spec(StreamType::Http, format!("http://127.0.0.1:{silent}/"));
+                s.name = "silent".into();
+                s
+            },
+            {
+                let mut s = spec(StreamType::Http, format!("http://127.0.0.1:{refused}/"));
+                s.name = "refused".into();
+                s
+            },
             // websocket: covered in websocket.rs (its handshake is its own code).
         ];
-        let handles: Vec<_> = specs.into_iter().map(|s| spawn(s, 1024, tx.clone(), stop.clone(), None)).collect();
+        let handles: Vec<_> = specs
+            .into_iter()
+            .map(|s| spawn(s, 1024, tx.clone(), stop.clone(), None))
+            .collect();
         // Three streams deliver a line each: they are connected and blocked in a read.
         let mut got = 0;
         let end = Instant::now() + Duration::from_secs(10);
@@ -517,7 +666,11 @@ mod tests {
         for h in handles {
             let name = h.thread().name().unwrap_or("").to_string();
             h.join().unwrap();
-            assert!(t0.elapsed() < Duration::from_secs(1), "{name} took {:?} to stop", t0.elapsed());
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "{name} took {:?} to stop",
+                t0.elapsed()
+            );
         }
     }
 

@@ -33,7 +33,11 @@ fn ids() -> &'static Mutex<HashMap<String, String>> {
 
 /// The last SSE event id received on stream `name` (sent as `Last-Event-ID`).
 pub fn last_event_id(name: &str) -> Option<String> {
-    ids().lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    ids()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .cloned()
 }
 
 /// Seed (or update) the last event id of stream `name`: it is sent as
@@ -195,7 +199,10 @@ impl Parser {
                 }
             }
             b"retry" => {
-                let ms = std::str::from_utf8(value).ok().filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse::<u64>().ok());
+                let ms = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok());
                 match ms {
                     Some(ms) => self.retry = Some(Duration::from_millis(ms)),
                     None => {
@@ -211,7 +218,11 @@ impl Parser {
             _ => {
                 if !self.warned_unknown {
                     self.warned_unknown = true;
-                    log::debug!("stream {}: ignoring unknown SSE field {:?}", self.name, String::from_utf8_lossy(&name[..name.len().min(40)]));
+                    log::debug!(
+                        "stream {}: ignoring unknown SSE field {:?}",
+                        self.name,
+                        String::from_utf8_lossy(&name[..name.len().min(40)])
+                    );
                 }
             }
         }
@@ -311,7 +322,11 @@ mod tests {
             p.feed(line.as_bytes(), &mut out);
             assert!(p.held() <= MAX_EVENT_BYTES + 200);
         }
-        assert!(out.len() >= 2 * MAX_EVENT_BYTES - 1000, "data was passed on: {}", out.len());
+        assert!(
+            out.len() >= 2 * MAX_EVENT_BYTES - 1000,
+            "data was passed on: {}",
+            out.len()
+        );
         // An endless single line is cut.
         let mut p = Parser::new("t5", 100);
         let mut out = Vec::new();

@@ -21,7 +21,9 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
             return pump(&mut t, conn, spec.idle_timeout, sink);
         }
         #[cfg(not(feature = "tls"))]
-        return Err(StreamError::Refused("tls:// needs TLS, and this tinywatcher was built without the `tls` feature".into()));
+        return Err(StreamError::Refused(
+            "tls:// needs TLS, and this tinywatcher was built without the `tls` feature".into(),
+        ));
     }
     let mut s = s;
     conn.connected(&format!("{host}:{port}"));
@@ -34,12 +36,20 @@ pub fn parse(url: &str) -> Result<(bool, String, u16), String> {
     let (tls, rest) = match url.split_once("://") {
         Some((s, r)) if s.eq_ignore_ascii_case("tcp") => (false, r),
         Some((s, r)) if s.eq_ignore_ascii_case("tls") => (true, r),
-        Some((s, _)) => return Err(format!("{s}:// is not a tcp stream (expected host:port, tcp:// or tls://)")),
+        Some((s, _)) => {
+            return Err(format!(
+                "{s}:// is not a tcp stream (expected host:port, tcp:// or tls://)"
+            ))
+        }
         None => (false, url),
     };
     let hostport = rest.trim_end_matches('/');
-    let (host, port) = hostport.rsplit_once(':').ok_or_else(|| format!("{hostport:?} has no port (expected host:port)"))?;
-    let port: u16 = port.parse().map_err(|_| format!("{hostport:?}: {port:?} is not a port number"))?;
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{hostport:?} has no port (expected host:port)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{hostport:?}: {port:?} is not a port number"))?;
     if host.is_empty() {
         return Err(format!("{hostport:?} has no host"));
     }
@@ -52,9 +62,18 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse("127.0.0.1:514").unwrap(), (false, "127.0.0.1".into(), 514));
-        assert_eq!(parse("tcp://logs:5000/").unwrap(), (false, "logs".into(), 5000));
-        assert_eq!(parse("TLS://[::1]:6514").unwrap(), (true, "[::1]".into(), 6514));
+        assert_eq!(
+            parse("127.0.0.1:514").unwrap(),
+            (false, "127.0.0.1".into(), 514)
+        );
+        assert_eq!(
+            parse("tcp://logs:5000/").unwrap(),
+            (false, "logs".into(), 5000)
+        );
+        assert_eq!(
+            parse("TLS://[::1]:6514").unwrap(),
+            (true, "[::1]".into(), 6514)
+        );
         assert!(parse("logs").is_err());
         assert!(parse("logs:http").is_err());
         assert!(parse("http://x:1").is_err());

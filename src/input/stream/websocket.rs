@@ -51,12 +51,21 @@ pub fn run(spec: &StreamSpec, conn: &mut Conn) -> Result<(), StreamError> {
     let t = parse_url(&spec.url).map_err(StreamError::Refused)?;
     let (mut ws, protocol) = connect(spec, &t, conn)?;
     let scheme = if t.tls { "wss" } else { "ws" };
-    let host = if t.host.contains(':') { format!("[{}]", t.host) } else { t.host.clone() };
+    let host = if t.host.contains(':') {
+        format!("[{}]", t.host)
+    } else {
+        t.host.clone()
+    };
     match &protocol {
         Some(p) => conn.connected(&format!("{scheme}://{host}:{} (subprotocol {p})", t.port)),
         None => conn.connected(&format!("{scheme}://{host}:{}", t.port)),
     }
-    let mut r = Reader { spec, decoding: Decoding::of(protocol.as_deref()), pending: Vec::new(), warned_base64: false };
+    let mut r = Reader {
+        spec,
+        decoding: Decoding::of(protocol.as_deref()),
+        pending: Vec::new(),
+        warned_base64: false,
+    };
     let res = r.read_loop(&mut ws, conn);
     // Whatever ended the connection, the lines already read go to the matcher
     // (the loop flushes a held partial line after we return).
@@ -122,22 +131,44 @@ fn parse_url(url: &str) -> Result<Target, String> {
         None => 80,
     };
     let tail = tail.split('#').next().unwrap_or("");
-    let tail = if tail.starts_with('/') { tail.to_string() } else { format!("/{tail}") };
-    Ok(Target { tls, host: host.to_string(), port, userinfo, url: format!("{scheme}://{hostport}{tail}") })
+    let tail = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    Ok(Target {
+        tls,
+        host: host.to_string(),
+        port,
+        userinfo,
+        url: format!("{scheme}://{hostport}{tail}"),
+    })
 }
 
 /// TCP connect, TLS for `wss://`, then the WebSocket handshake, each bounded
 /// by `connect_timeout`. Returns the socket (read timeout back to a short
 /// slice) and the subprotocol the server chose.
-fn connect(spec: &StreamSpec, t: &Target, conn: &Conn) -> Result<(Ws, Option<String>), StreamError> {
+fn connect(
+    spec: &StreamSpec,
+    t: &Target,
+    conn: &Conn,
+) -> Result<(Ws, Option<String>), StreamError> {
     if t.tls && !cfg!(feature = "tls") {
         return Err(StreamError::Refused(format!(
             "{}: wss:// needs TLS, and this tinywatcher was built without the `tls` feature",
             crate::net::redact_url(&spec.url)
         )));
     }
-    let timeout = if spec.connect_timeout.is_zero() { Duration::from_secs(10) } else { spec.connect_timeout };
-    let shown = if t.host.contains(':') { format!("[{}]:{}", t.host, t.port) } else { format!("{}:{}", t.host, t.port) };
+    let timeout = if spec.connect_timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        spec.connect_timeout
+    };
+    let shown = if t.host.contains(':') {
+        format!("[{}]:{}", t.host, t.port)
+    } else {
+        format!("{}:{}", t.host, t.port)
+    };
     // The socket's read timeout is READ_SLICE: the TLS and WebSocket
     // handshakes are resumed after each slice, until the stop flag or
     // `timeout` (so a silent server holds up neither shutdown nor the loop).
@@ -156,45 +187,82 @@ fn connect(spec: &StreamSpec, t: &Target, conn: &Conn) -> Result<(Ws, Option<Str
     let (mut ws, resp) = loop {
         match res {
             Ok(x) => break x,
-            Err(HandshakeError::Interrupted(_)) if conn.stopped() => return Err(StreamError::Stopped),
-            Err(HandshakeError::Interrupted(mid)) if Instant::now() < deadline => res = mid.handshake(),
-            Err(HandshakeError::Interrupted(_)) => {
-                return Err(StreamError::Lost(format!("{shown}: no WebSocket handshake answer within {} s (connect_timeout)", fmt_secs(timeout))))
+            Err(HandshakeError::Interrupted(_)) if conn.stopped() => {
+                return Err(StreamError::Stopped)
             }
-            Err(HandshakeError::Failure(e)) => return Err(handshake_error(e, &shown, timeout, spec)),
+            Err(HandshakeError::Interrupted(mid)) if Instant::now() < deadline => {
+                res = mid.handshake()
+            }
+            Err(HandshakeError::Interrupted(_)) => {
+                return Err(StreamError::Lost(format!(
+                    "{shown}: no WebSocket handshake answer within {} s (connect_timeout)",
+                    fmt_secs(timeout)
+                )))
+            }
+            Err(HandshakeError::Failure(e)) => {
+                return Err(handshake_error(e, &shown, timeout, spec))
+            }
         }
     };
-    let protocol = resp.headers().get("Sec-WebSocket-Protocol").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
-    tcp_of(&mut ws).set_read_timeout(Some(tick(spec))).map_err(|e| StreamError::Lost(format!("{shown}: socket: {e}")))?;
+    let protocol = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string());
+    tcp_of(&mut ws)
+        .set_read_timeout(Some(tick(spec)))
+        .map_err(|e| StreamError::Lost(format!("{shown}: socket: {e}")))?;
     Ok((ws, protocol))
 }
 
 /// The handshake request: the URL, our User-Agent, `auth` (or the URL's
 /// userinfo) as `Authorization`, the offered subprotocols, then `headers`
 /// (which win over all of these).
-fn request(spec: &StreamSpec, t: &Target) -> Result<tungstenite::handshake::client::Request, StreamError> {
+fn request(
+    spec: &StreamSpec,
+    t: &Target,
+) -> Result<tungstenite::handshake::client::Request, StreamError> {
     let bad = |what: String| StreamError::Refused(format!("stream {}: {what}", spec.name));
-    let mut req = t.url.as_str().into_client_request().map_err(|e| bad(format!("url {}: {e}", crate::net::redact_url(&spec.url))))?;
+    let mut req = t
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| bad(format!("url {}: {e}", crate::net::redact_url(&spec.url))))?;
     let h = req.headers_mut();
-    h.insert("User-Agent", HeaderValue::from_static(crate::net::USER_AGENT));
+    h.insert(
+        "User-Agent",
+        HeaderValue::from_static(crate::net::USER_AGENT),
+    );
     let auth = match (&spec.auth, &t.userinfo) {
         (Some(AuthCfg::Basic(up)), _) => Some(format!("Basic {}", base64_encode(up.0.as_bytes()))),
         (Some(AuthCfg::Bearer(tok)), _) => Some(format!("Bearer {}", tok.0)),
-        (None, Some(up)) => Some(format!("Basic {}", base64_encode(super::http::percent_decode(up).as_bytes()))),
+        (None, Some(up)) => Some(format!(
+            "Basic {}",
+            base64_encode(super::http::percent_decode(up).as_bytes())
+        )),
         (None, None) => None,
     };
     if let Some(a) = auth {
-        let mut v = HeaderValue::from_str(&a).map_err(|_| bad("auth: the credentials hold characters not allowed in a header".into()))?;
+        let mut v = HeaderValue::from_str(&a).map_err(|_| {
+            bad("auth: the credentials hold characters not allowed in a header".into())
+        })?;
         v.set_sensitive(true);
         h.insert("Authorization", v);
     }
     if !spec.subprotocols.is_empty() {
-        let v = HeaderValue::from_str(&spec.subprotocols.join(", ")).map_err(|_| bad("subprotocols: a name holds characters not allowed in a header".into()))?;
+        let v = HeaderValue::from_str(&spec.subprotocols.join(", ")).map_err(|_| {
+            bad("subprotocols: a name holds characters not allowed in a header".into())
+        })?;
         h.insert("Sec-WebSocket-Protocol", v);
     }
     for (k, v) in &spec.headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad(format!("headers: {k:?} is not a valid header name")))?;
-        let mut value = HeaderValue::from_str(v).map_err(|_| bad(format!("headers: the value of {k} holds characters not allowed in a header")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| bad(format!("headers: {k:?} is not a valid header name")))?;
+        let mut value = HeaderValue::from_str(v).map_err(|_| {
+            bad(format!(
+                "headers: the value of {k} holds characters not allowed in a header"
+            ))
+        })?;
         value.set_sensitive(true);
         h.insert(name, value);
     }
@@ -202,7 +270,13 @@ fn request(spec: &StreamSpec, t: &Target) -> Result<tungstenite::handshake::clie
 }
 
 #[cfg(feature = "tls")]
-fn wrap_tls(tcp: TcpStream, t: &Target, spec: &StreamSpec, deadline: Instant, conn: &Conn) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
+fn wrap_tls(
+    tcp: TcpStream,
+    t: &Target,
+    spec: &StreamSpec,
+    deadline: Instant,
+    conn: &Conn,
+) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
     if !t.tls {
         return Ok(MaybeTlsStream::Plain(tcp));
     }
@@ -214,7 +288,13 @@ fn wrap_tls(tcp: TcpStream, t: &Target, spec: &StreamSpec, deadline: Instant, co
 }
 
 #[cfg(not(feature = "tls"))]
-fn wrap_tls(tcp: TcpStream, _t: &Target, _spec: &StreamSpec, _deadline: Instant, _conn: &Conn) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
+fn wrap_tls(
+    tcp: TcpStream,
+    _t: &Target,
+    _spec: &StreamSpec,
+    _deadline: Instant,
+    _conn: &Conn,
+) -> Result<MaybeTlsStream<TcpStream>, StreamError> {
     // `connect` refused wss:// already.
     Ok(MaybeTlsStream::Plain(tcp))
 }
@@ -241,22 +321,30 @@ fn handshake_error(e: WsError, shown: &str, timeout: Duration, spec: &StreamSpec
             } else if st.is_redirection() {
                 StreamError::Lost(format!("{shown}: WebSocket handshake answered HTTP {what} (redirects are not followed; use the final URL)"))
             } else {
-                StreamError::Lost(format!("{shown}: WebSocket handshake answered HTTP {what} (not a WebSocket endpoint?)"))
+                StreamError::Lost(format!(
+                    "{shown}: WebSocket handshake answered HTTP {what} (not a WebSocket endpoint?)"
+                ))
             }
         }
-        WsError::Io(e) if is_timeout(&e) => {
-            StreamError::Lost(format!("{shown}: no WebSocket handshake answer within {} s (connect_timeout)", fmt_secs(timeout)))
-        }
-        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => StreamError::Lost(format!(
-            "{shown}: the server accepted none of the offered subprotocols ({})",
-            spec.subprotocols.join(", ")
+        WsError::Io(e) if is_timeout(&e) => StreamError::Lost(format!(
+            "{shown}: no WebSocket handshake answer within {} s (connect_timeout)",
+            fmt_secs(timeout)
         )),
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(_)) => {
+            StreamError::Lost(format!(
+                "{shown}: the server accepted none of the offered subprotocols ({})",
+                spec.subprotocols.join(", ")
+            ))
+        }
         other => {
             let mut secrets: Vec<&str> = spec.headers.iter().map(|(_, v)| v.as_str()).collect();
             if let Some(AuthCfg::Basic(s) | AuthCfg::Bearer(s)) = &spec.auth {
                 secrets.push(&s.0);
             }
-            StreamError::Lost(format!("{shown}: WebSocket handshake failed: {}", crate::net::scrub(&other.to_string(), &spec.url, &secrets)))
+            StreamError::Lost(format!(
+                "{shown}: WebSocket handshake failed: {}",
+                crate::net::scrub(&other.to_string(), &spec.url, &secrets)
+            ))
         }
     }
 }
@@ -367,7 +455,8 @@ impl Reader<'_> {
                     tcp_of(ws).set_nonblocking(false).map_err(sock)?;
                     nonblocking = false;
                 }
-                ws.send(Message::Ping(Default::default())).map_err(|e| self.error(e))?;
+                ws.send(Message::Ping(Default::default()))
+                    .map_err(|e| self.error(e))?;
             }
             if unflushed {
                 match ws.flush() {
@@ -393,7 +482,12 @@ impl Reader<'_> {
                             // tungstenite queued our reply: send it, then the server closes.
                             let _ = ws.flush();
                             match frame {
-                                Some(f) => log::debug!("stream {}: the server sent Close (code {}, {:?})", spec.name, u16::from(f.code), f.reason.as_str()),
+                                Some(f) => log::debug!(
+                                    "stream {}: the server sent Close (code {}, {:?})",
+                                    spec.name,
+                                    u16::from(f.code),
+                                    f.reason.as_str()
+                                ),
                                 None => log::debug!("stream {}: the server sent Close", spec.name),
                             }
                             return Ok(());
@@ -427,9 +521,14 @@ impl Reader<'_> {
             WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
                 format!("a message of {size} bytes is over max_message_bytes ({max_size}); connection dropped")
             }
-            WsError::Io(e) if is_timeout(&e) => format!("a write blocked for {} s (connect_timeout)", fmt_secs(self.spec.connect_timeout)),
+            WsError::Io(e) if is_timeout(&e) => format!(
+                "a write blocked for {} s (connect_timeout)",
+                fmt_secs(self.spec.connect_timeout)
+            ),
             WsError::Io(e) => format!("connection lost: {e}"),
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => "the server dropped the connection without a close handshake".into(),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                "the server dropped the connection without a close handshake".into()
+            }
             other => other.to_string(),
         })
     }
@@ -515,7 +614,9 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
             if i <= c.len() {
                 out.push(B64[(n >> shift & 63) as usize] as char);
@@ -572,9 +673,21 @@ mod tests {
 
     #[test]
     fn base64_round_trips_and_known_values() {
-        for (plain, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64_encode(plain.as_bytes()), enc);
-            assert_eq!(base64_decode(enc.as_bytes()).unwrap(), plain.as_bytes(), "{enc}");
+            assert_eq!(
+                base64_decode(enc.as_bytes()).unwrap(),
+                plain.as_bytes(),
+                "{enc}"
+            );
         }
         assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
         let all: Vec<u8> = (0..=255u8).collect();
@@ -587,19 +700,48 @@ mod tests {
         assert_eq!(base64_decode(b"Zm8").unwrap(), b"fo"); // no padding
         assert_eq!(base64_decode(b"-_8=").unwrap(), [0xfb, 0xff]); // URL-safe
         assert_eq!(base64_decode(b"+/8=").unwrap(), [0xfb, 0xff]);
-        for bad in [&b"Zm9v!"[..], b"Z", b"Zg==Zg==", b"Zg===", b"Zm9=v", b"\xff"] {
+        for bad in [
+            &b"Zm9v!"[..],
+            b"Z",
+            b"Zg==Zg==",
+            b"Zg===",
+            b"Zm9=v",
+            b"\xff",
+        ] {
             assert!(base64_decode(bad).is_none(), "{bad:?}");
         }
     }
 
     #[test]
     fn urls() {
-        let t = parse_url("wss://k8s:6443/api/v1/namespaces/default/pods/p/log?follow=true").unwrap();
-        assert_eq!(t, Target { tls: true, host: "k8s".into(), port: 6443, userinfo: None, url: "wss://k8s:6443/api/v1/namespaces/default/pods/p/log?follow=true".into() });
+        let t =
+            parse_url("wss://k8s:6443/api/v1/namespaces/default/pods/p/log?follow=true").unwrap();
+        assert_eq!(
+            t,
+            Target {
+                tls: true,
+                host: "k8s".into(),
+                port: 6443,
+                userinfo: None,
+                url: "wss://k8s:6443/api/v1/namespaces/default/pods/p/log?follow=true".into()
+            }
+        );
         let t = parse_url("ws://u:p@127.0.0.1").unwrap();
-        assert_eq!((t.tls, t.host.as_str(), t.port, t.userinfo.as_deref(), t.url.as_str()), (false, "127.0.0.1", 80, Some("u:p"), "ws://127.0.0.1/"));
+        assert_eq!(
+            (
+                t.tls,
+                t.host.as_str(),
+                t.port,
+                t.userinfo.as_deref(),
+                t.url.as_str()
+            ),
+            (false, "127.0.0.1", 80, Some("u:p"), "ws://127.0.0.1/")
+        );
         let t = parse_url("WSS://[::1]?x=1#frag").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.url.as_str()), ("::1", 443, "WSS://[::1]/?x=1"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.url.as_str()),
+            ("::1", 443, "WSS://[::1]/?x=1")
+        );
         for bad in ["http://x", "ws://", "ws://h:99999/", "ws://[::1/"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
@@ -628,7 +770,12 @@ mod tests {
         let spec = spec();
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut conn = Conn::new(&spec, 1024, tx, crate::event::Stop::new());
-        let mut r = Reader { spec: &spec, decoding: Decoding::of(protocol), pending: Vec::new(), warned_base64: false };
+        let mut r = Reader {
+            spec: &spec,
+            decoding: Decoding::of(protocol),
+            pending: Vec::new(),
+            warned_base64: false,
+        };
         for m in msgs {
             r.message(m, &mut conn).unwrap();
         }
@@ -646,15 +793,45 @@ mod tests {
     #[test]
     fn messages_become_lines_by_subprotocol() {
         // Plain: each message ends its last line.
-        assert_eq!(lines_of(None, &[b"a\nb", b"", b"c\n", b"d"]), "a\nb\nc\nd\n");
+        assert_eq!(
+            lines_of(None, &[b"a\nb", b"", b"c\n", b"d"]),
+            "a\nb\nc\nd\n"
+        );
         // binary.k8s.io: a byte stream, lines span messages.
-        assert_eq!(lines_of(Some("binary.k8s.io"), &[b"one\ntw", b"o\nthr", b"ee"]), "one\ntwo\nthree\n");
+        assert_eq!(
+            lines_of(Some("binary.k8s.io"), &[b"one\ntw", b"o\nthr", b"ee"]),
+            "one\ntwo\nthree\n"
+        );
         // base64.binary.k8s.io: the same, base64; what does not decode is kept.
-        assert_eq!(lines_of(Some("base64.binary.k8s.io"), &[b"b25lCnR3", b"bwo=", b"not base64!\n"]), "one\ntwo\nnot base64!\n");
+        assert_eq!(
+            lines_of(
+                Some("base64.binary.k8s.io"),
+                &[b"b25lCnR3", b"bwo=", b"not base64!\n"]
+            ),
+            "one\ntwo\nnot base64!\n"
+        );
         // channel.k8s.io: the channel byte is stripped; stdin (0) and v5 close (255) are not data.
-        assert_eq!(lines_of(Some("v4.channel.k8s.io"), &[b"\x01out\n", b"\x02err\n", b"\x00in\n", b"\xff\x01", b"\x01"]), "out\nerr\n");
+        assert_eq!(
+            lines_of(
+                Some("v4.channel.k8s.io"),
+                &[
+                    b"\x01out\n",
+                    b"\x02err\n",
+                    b"\x00in\n",
+                    b"\xff\x01",
+                    b"\x01"
+                ]
+            ),
+            "out\nerr\n"
+        );
         // base64.channel.k8s.io: a channel digit, then base64.
-        assert_eq!(lines_of(Some("base64.channel.k8s.io"), &[b"1b25lCg==", b"2dHdvCg==", b"1"]), "one\ntwo\n");
+        assert_eq!(
+            lines_of(
+                Some("base64.channel.k8s.io"),
+                &[b"1b25lCg==", b"2dHdvCg==", b"1"]
+            ),
+            "one\ntwo\n"
+        );
     }
 
     #[test]
@@ -662,10 +839,22 @@ mod tests {
         assert_eq!(Decoding::of(None), Decoding::Plain);
         assert_eq!(Decoding::of(Some("chat")), Decoding::Plain);
         assert_eq!(Decoding::of(Some("binary.k8s.io")), Decoding::K8sRaw);
-        assert_eq!(Decoding::of(Some("base64.binary.k8s.io")), Decoding::K8sBase64);
+        assert_eq!(
+            Decoding::of(Some("base64.binary.k8s.io")),
+            Decoding::K8sBase64
+        );
         assert_eq!(Decoding::of(Some("channel.k8s.io")), Decoding::K8sChannel);
-        assert_eq!(Decoding::of(Some("v4.channel.k8s.io")), Decoding::K8sChannel);
-        assert_eq!(Decoding::of(Some("base64.channel.k8s.io")), Decoding::K8sBase64Channel);
-        assert_eq!(Decoding::of(Some("v4.base64.channel.k8s.io")), Decoding::K8sBase64Channel);
+        assert_eq!(
+            Decoding::of(Some("v4.channel.k8s.io")),
+            Decoding::K8sChannel
+        );
+        assert_eq!(
+            Decoding::of(Some("base64.channel.k8s.io")),
+            Decoding::K8sBase64Channel
+        );
+        assert_eq!(
+            Decoding::of(Some("v4.base64.channel.k8s.io")),
+            Decoding::K8sBase64Channel
+        );
     }
 }
