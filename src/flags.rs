@@ -33,7 +33,8 @@ OPTIONS:
       --json             print alerts on stdout as JSON lines
   -n, --lines N          check: how many last lines of each input (default 100)
       --send             test: send one test alert to every destination
-      --color WHEN       auto, always or never (default auto; NO_COLOR is honoured)
+      --color WHEN       auto, always or never (default auto; NO_COLOR is honoured;
+                         --colour works too)
   -v, --verbose          more diagnostics on stderr (repeat for more)
   -q, --quiet            only errors on stderr
   -h, --help             this help
