@@ -1375,16 +1375,17 @@ pub fn check_authority(url: &str) -> Result<(), String> {
 /// `--stream URL`: the type comes from the scheme.
 fn adhoc_stream(url: &str) -> Result<StreamCfg, String> {
     let scheme = url.split_once("://").map(|x| x.0.to_ascii_lowercase());
-    let kind =
-        match scheme.as_deref() {
-            Some("ws" | "wss") => StreamType::Websocket,
-            Some("http" | "https") => StreamType::Http,
-            Some("tcp" | "tls") => StreamType::Tcp,
-            _ => return Err(format!(
+    let kind = match scheme.as_deref() {
+        Some("ws" | "wss") => StreamType::Websocket,
+        Some("http" | "https") => StreamType::Http,
+        Some("tcp" | "tls") => StreamType::Tcp,
+        _ => {
+            return Err(format!(
                 "--stream {:?}: expected a ws://, wss://, http://, https://, tcp:// or tls:// URL",
                 crate::net::redact_url(url)
-            )),
-        };
+            ))
+        }
+    };
     Ok(StreamCfg {
         name: None,
         kind,

@@ -22,7 +22,7 @@
 
 use super::sse::Parser as SseParser;
 use super::{is_timeout, tcp_connect, Conn, ReadBuf, StreamError};
-use crate::config::{AuthCfg, StreamSpec, StreamType};
+use crate::config::{StreamSpec, StreamType};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use ureq::http::Uri;
@@ -354,7 +354,7 @@ fn proxy_auth(p: &ureq::Proxy) -> Option<String> {
     p.username().map(|u| {
         format!(
             "Basic {}",
-            base64(format!("{u}:{}", p.password().unwrap_or("")).as_bytes())
+            super::base64_encode(format!("{u}:{}", p.password().unwrap_or("")).as_bytes())
         )
     })
 }
@@ -390,22 +390,8 @@ fn request(
         r.push_str("Cache-Control: no-cache\r\n");
     }
     if let Some(userinfo) = creds.filter(|_| !has("authorization")) {
-        match &spec.auth {
-            Some(AuthCfg::Basic(up)) => r.push_str(&format!(
-                "Authorization: Basic {}\r\n",
-                base64(up.0.as_bytes())
-            )),
-            Some(AuthCfg::Bearer(tok)) => {
-                r.push_str(&format!("Authorization: Bearer {}\r\n", tok.0))
-            }
-            None => {
-                if let Some(ui) = userinfo {
-                    r.push_str(&format!(
-                        "Authorization: Basic {}\r\n",
-                        base64(percent_decode(ui).as_bytes())
-                    ));
-                }
-            }
+        if let Some(a) = super::authorization(spec.auth.as_ref(), userinfo) {
+            r.push_str(&format!("Authorization: {a}\r\n"));
         }
     }
     if let Some(p) = proxy {
@@ -818,49 +804,4 @@ impl Decoder {
         }
         Ok(self.state == Chunk::Done)
     }
-}
-
-/// Standard base64 (RFC 4648, padded), for basic auth.
-pub fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for c in input.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
-/// `%XX` decoded (userinfo in a URL).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -233,16 +233,7 @@ fn request(
         "User-Agent",
         HeaderValue::from_static(crate::net::USER_AGENT),
     );
-    let auth = match (&spec.auth, &t.userinfo) {
-        (Some(AuthCfg::Basic(up)), _) => Some(format!("Basic {}", base64_encode(up.0.as_bytes()))),
-        (Some(AuthCfg::Bearer(tok)), _) => Some(format!("Bearer {}", tok.0)),
-        (None, Some(up)) => Some(format!(
-            "Basic {}",
-            base64_encode(super::http::percent_decode(up).as_bytes())
-        )),
-        (None, None) => None,
-    };
-    if let Some(a) = auth {
+    if let Some(a) = super::authorization(spec.auth.as_ref(), t.userinfo.as_deref()) {
         let mut v = HeaderValue::from_str(&a).map_err(|_| {
             bad("auth: the credentials hold characters not allowed in a header".into())
         })?;
@@ -578,7 +569,7 @@ impl Reader<'_> {
 
     /// Decode base64; what does not decode is taken as it is (and said once).
     fn base64(&mut self, data: &[u8]) -> Vec<u8> {
-        match base64_decode(data) {
+        match super::base64_decode(data) {
             Some(b) => b,
             None => {
                 if !self.warned_base64 {
@@ -604,113 +595,9 @@ impl Reader<'_> {
     }
 }
 
-// ---------------------------------------------------------------------------
-// base64 (RFC 4648), both ways, small enough not to need a crate
-// ---------------------------------------------------------------------------
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (for `Authorization: Basic`).
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= c.len() {
-                out.push(B64[(n >> shift & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decode base64: the standard and the URL-safe alphabet, padding optional,
-/// ASCII whitespace ignored. `None` for anything else.
-pub fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3 + 2);
-    let (mut acc, mut n, mut pad) = (0u32, 0u32, 0u32);
-    for &c in s {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return None,
-        };
-        if pad > 0 {
-            return None; // data after padding
-        }
-        acc = acc << 6 | v as u32;
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
-            n = 0;
-        }
-    }
-    match (n, pad) {
-        (0, 0) => {}
-        (2, 0 | 2) => out.push((acc >> 4) as u8),
-        (3, 0 | 1) => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => return None,
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips_and_known_values() {
-        for (plain, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64_encode(plain.as_bytes()), enc);
-            assert_eq!(
-                base64_decode(enc.as_bytes()).unwrap(),
-                plain.as_bytes(),
-                "{enc}"
-            );
-        }
-        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
-        let all: Vec<u8> = (0..=255u8).collect();
-        assert_eq!(base64_decode(base64_encode(&all).as_bytes()).unwrap(), all);
-    }
-
-    #[test]
-    fn base64_decode_is_lenient_where_harmless_and_strict_elsewhere() {
-        assert_eq!(base64_decode(b"Zm9v\r\nYmFy\n").unwrap(), b"foobar");
-        assert_eq!(base64_decode(b"Zm8").unwrap(), b"fo"); // no padding
-        assert_eq!(base64_decode(b"-_8=").unwrap(), [0xfb, 0xff]); // URL-safe
-        assert_eq!(base64_decode(b"+/8=").unwrap(), [0xfb, 0xff]);
-        for bad in [
-            &b"Zm9v!"[..],
-            b"Z",
-            b"Zg==Zg==",
-            b"Zg===",
-            b"Zm9=v",
-            b"\xff",
-        ] {
-            assert!(base64_decode(bad).is_none(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn urls() {
