@@ -5,6 +5,7 @@
 //! rules' own regexes (for captures, `exclude` and `sources`).
 
 use crate::config::{RuleCfg, Threshold, DEFAULT_COOLDOWN};
+use crate::input::lines::{memchr_nl, memrchr_nl};
 use regex::{Regex, RegexSet};
 use regex_automata::meta;
 use regex_automata::Input;
@@ -152,8 +153,13 @@ impl SourceFilter {
     /// Does this filter let lines from `source` (`file:/x`, `stream:k8s`…) through?
     pub fn allows(&self, source: &str) -> bool {
         if let Some(p) = source.strip_prefix("file:") {
-            let abs = absolute(p);
-            self.files.iter().any(|f| f.matches(p) || f.matches(&abs))
+            // As written, then (only for a relative path: no work per line
+            // otherwise) from the current directory, as the filter's paths are.
+            self.files.iter().any(|f| f.matches(p))
+                || (!Path::new(p).is_absolute() && {
+                    let abs = absolute(p);
+                    self.files.iter().any(|f| f.matches(&abs))
+                })
         } else if source == "stdin" {
             self.files.iter().any(|f| f.matches("-"))
         } else if let Some(c) = source.strip_prefix("container:") {
@@ -351,8 +357,8 @@ impl RuleSet {
             if m.start() >= bytes.len() {
                 break; // an empty match after the last newline: there is no line there
             }
-            let ls = memrchr(b'\n', &bytes[at..m.start()]).map_or(at, |p| at + p + 1);
-            let le = memchr(b'\n', &bytes[m.start()..]).map_or(bytes.len(), |p| m.start() + p);
+            let ls = memrchr_nl(&bytes[at..m.start()]).map_or(at, |p| at + p + 1);
+            let le = memchr_nl(&bytes[m.start()..]).map_or(bytes.len(), |p| m.start() + p);
             // A CRLF line is matched and reported without its `\r`.
             let line = text[ls..le].strip_suffix('\r').unwrap_or(&text[ls..le]);
             let hits = self.set.matches(line);
@@ -362,16 +368,6 @@ impl RuleSet {
             at = le + 1;
         }
     }
-}
-
-#[inline]
-fn memchr(b: u8, s: &[u8]) -> Option<usize> {
-    s.iter().position(|&x| x == b)
-}
-
-#[inline]
-fn memrchr(b: u8, s: &[u8]) -> Option<usize> {
-    s.iter().rposition(|&x| x == b)
 }
 
 #[cfg(test)]
