@@ -140,13 +140,11 @@ impl FileMatch {
 }
 
 fn absolute(p: &str) -> String {
-    if p == "-" || Path::new(p).is_absolute() {
+    if p == "-" {
         return p.to_string();
     }
-    match std::env::current_dir() {
-        Ok(d) => d.join(p).to_string_lossy().into_owned(),
-        Err(_) => p.to_string(),
-    }
+    // As the file input names its state entries (`std::path::absolute`: not resolved).
+    std::path::absolute(p).map_or_else(|_| p.to_string(), |a| a.to_string_lossy().into_owned())
 }
 
 impl SourceFilter {

@@ -262,3 +262,13 @@ fn webhook_timeout_zero_is_refused() {
         config_error("alerts:\n  h: { type: webhook, url: \"http://127.0.0.1:9/\", timeout: 0 }\n");
     assert!(err.contains("timeout: must be longer than zero"), "{err}");
 }
+
+#[test]
+fn identity_defaults_to_the_hostname() {
+    let d = TempDir::new("cli");
+    let p = d.write("c.yaml", MINIMAL);
+    let (code, out, err) = run(&["test", "--config", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert!(out.contains(&format!("identity: {}", host.trim())), "{out}");
+}

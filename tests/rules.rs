@@ -129,3 +129,39 @@ fn sources_limit_a_rule_to_some_files() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["line"], "ONLY-A from a");
 }
+
+#[test]
+fn matching_is_case_sensitive_unless_asked() {
+    // `quiet` has ignore_case; `burst` (threshold 3) and `sentinel` do not.
+    let d = TempDir::new("rules");
+    let w = start(&d);
+    feed(
+        &w,
+        &d,
+        "a.log",
+        "sentinel lower\nburst 1\nburst 2\nburst 3\n",
+        "s1",
+    );
+    assert_eq!(
+        w.count_out("sentinel lower"),
+        0,
+        "a lower-case line fired a case-sensitive rule"
+    );
+    assert!(alerts(&w, "burst").is_empty());
+}
+
+#[test]
+fn stats_are_reported_every_stats_interval() {
+    let d = TempDir::new("stats");
+    let log = d.write("a.log", "");
+    let c = d.write(
+        "c.yaml",
+        &format!("stats_interval: 200ms\ninputs:\n  files: [{:?}]\nalerts:\n  c: {{ type: stdout }}\nrules:\n  - {{ name: r, pattern: ERROR, alert: c, cooldown: 0 }}\n", log.display().to_string()),
+    );
+    let w = Watcher::start(&["watch", "--config", c.to_str().unwrap()]);
+    w.wait_err("watching", T);
+    append(&log, "ERROR one\n");
+    w.wait_out("ERROR one", T);
+    // A periodic report (not the one at exit: the watcher is still running).
+    w.wait_err("stats: bytes=10 matches=1", T);
+}
